@@ -1,0 +1,134 @@
+# shma - top-level Makefile.
+#
+#   make            build libshm (static + shared), tests and benchmarks
+#   make check      install missing Debian packages, build, run every test
+#   make check-asan / check-ubsan / check-tsan
+#                   the same tests, built with a sanitizer in build/<san>/
+#   make check-valgrind  unit tests under valgrind memcheck
+#   make bench      run the benchmarks (they print ratios to in-run baselines)
+#   make demo       the main job (for now: the virtmem fault benchmark)
+#   make install    PREFIX=/usr/local DESTDIR= : library, header, pkg-config, binaries
+#   make deps       install the Debian packages shma needs, when missing
+#
+# Variables: CC (gcc or clang), BUILD (output dir), SAN (asan|ubsan|tsan).
+
+CC      ?= cc
+BUILD   ?= build
+SAN     ?=
+PREFIX  ?= /usr/local
+DESTDIR ?=
+VERSION := 0.1.0
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread -fPIC $(WARN) $(SAN_CFLAGS) $(CFLAGS) \
+           -Ilibshm -MMD -MP
+LDLIBS  := -pthread
+
+ifeq ($(SAN),asan)
+SAN_CFLAGS := -fsanitize=address -fno-omit-frame-pointer
+else ifeq ($(SAN),ubsan)
+SAN_CFLAGS := -fsanitize=undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else ifeq ($(SAN),tsan)
+SAN_CFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+else ifneq ($(SAN),)
+$(error SAN must be asan, ubsan or tsan)
+endif
+SAN_LDFLAGS := $(SAN_CFLAGS)
+
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+LIB_SRC   := $(wildcard libshm/*.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%)
+CRASH_SRC := $(wildcard tests/crash/crash_*.c)
+CRASH_BIN := $(CRASH_SRC:%.c=$(BUILD)/%)
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
+
+.PHONY: all lib tests benches check check-asan check-ubsan check-tsan check-valgrind \
+        check-symbols check-clang bench demo install deps clean
+
+all: lib tests benches
+
+lib: $(BUILD)/libshm.a $(BUILD)/libshm.so $(BUILD)/libshm.pc
+tests: $(UNIT_BIN) $(CRASH_BIN)
+benches: $(BENCH_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libshm.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libshm.so: $(LIB_OBJ) libshm/libshm.map
+	$(CC) -shared -Wl,-soname,libshm.so.0 -Wl,--version-script=libshm/libshm.map \
+	    $(SAN_LDFLAGS) -o $@ $(LIB_OBJ) $(LDLIBS)
+
+$(BUILD)/libshm.pc: libshm/libshm.pc.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libshm.a
+	$(CC) $(SAN_LDFLAGS) -o $@ $< $(BUILD)/libshm.a $(CMOCKA_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/crash/%: $(BUILD)/tests/crash/%.o $(BUILD)/libshm.a
+	$(CC) $(SAN_LDFLAGS) -o $@ $< $(BUILD)/libshm.a $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libshm.a
+	$(CC) $(SAN_LDFLAGS) -o $@ $< $(BUILD)/libshm.a $(LDLIBS)
+
+# --- tests -------------------------------------------------------------------
+
+check: deps
+	$(MAKE) all
+	$(MAKE) check-symbols
+	tests/run-tests.sh $(BUILD)
+
+check-asan check-ubsan check-tsan: deps
+	$(MAKE) tests BUILD=build/$(@:check-%=%) SAN=$(@:check-%=%)
+	SHMA_SAN=$(@:check-%=%) tests/run-tests.sh build/$(@:check-%=%)
+
+check-valgrind: deps
+	$(MAKE) tests BUILD=build/valgrind
+	SHMA_VALGRIND=1 tests/run-tests.sh build/valgrind
+
+# Only shma_-prefixed symbols may leave libshm.so.
+check-symbols: $(BUILD)/libshm.so
+	@bad=$$(nm -D --defined-only $< | awk '{print $$3}' | grep -v '^shma_' | grep -v '^LIBSHM_' || true); \
+	if [ -n "$$bad" ]; then echo "libshm.so exports unprefixed symbols:"; echo "$$bad"; exit 1; fi; \
+	echo "check-symbols: libshm.so exports only shma_* symbols"
+
+# The same build with clang, warnings as errors.
+check-clang:
+	$(MAKE) all BUILD=build/clang CC=clang
+
+bench: deps benches
+	bench/run.sh $(BUILD)
+
+demo: deps benches
+	bench/run.sh $(BUILD)
+
+# --- install -----------------------------------------------------------------
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 $(BUILD)/libshm.a $(DESTDIR)$(PREFIX)/lib/libshm.a
+	install -m 755 $(BUILD)/libshm.so $(DESTDIR)$(PREFIX)/lib/libshm.so.$(VERSION)
+	ln -sf libshm.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libshm.so.0
+	ln -sf libshm.so.0 $(DESTDIR)$(PREFIX)/lib/libshm.so
+	install -m 644 libshm/shma.h $(DESTDIR)$(PREFIX)/include/shma.h
+	install -m 644 $(BUILD)/libshm.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/libshm.pc
+
+deps:
+	@scripts/deps.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

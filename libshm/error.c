@@ -1,0 +1,23 @@
+/* error.c - return codes to messages. */
+#include "shma.h"
+
+#include <string.h>
+
+const char *shma_strerror(int err)
+{
+	static const char *const lib[] = {
+		[-(SHMA_ERAMLIMIT - SHMA_EBASE)] = "RAM limit reached and no clean page to reclaim",
+		[-(SHMA_EBUSY - SHMA_EBASE)] = "object still in use",
+		[-(SHMA_ENOTMAPPED - SHMA_EBASE)] = "address is not inside a shma mapping",
+		[-(SHMA_ERECURSIVE - SHMA_EBASE)] =
+			"access to a block from inside its own load (loadblk/mapblk)",
+	};
+
+	if (err == 0)
+		return "success";
+	if (err < SHMA_EBASE && err > SHMA_ELAST)
+		return lib[-(err - SHMA_EBASE)];
+	if (err < 0 && err > SHMA_EBASE)
+		return strerror(-err); /* glibc: static strings, "Unknown error N" else */
+	return "unknown error";
+}

@@ -1,0 +1,259 @@
+/* shma.h - public API of libshm, the library every shma worker links.
+ *
+ * This header is the whole public surface: everything else in libshm/ is
+ * internal.  All public symbols carry the prefix shma_ / SHMA_.
+ *
+ * Conventions
+ * -----------
+ * - Actions return int: 0 on success, -errno for system errors, or one of the
+ *   library codes SHMA_E* (all below -4096).  shma_strerror() names any of
+ *   them.  Predicates return bool.
+ * - "borrowed": the callee keeps no reference past the call, or the caller
+ *   keeps ownership.  "owned": the caller must release it with the named
+ *   destroy function.  Destroy functions take T ** and NULL the caller's
+ *   pointer; passing a pointer to NULL is a no-op.
+ *
+ * virtmem: user-space virtual memory
+ * ----------------------------------
+ * A *file* is a sequence of fixed-size blocks (block size: a power of two,
+ * >= 4 KiB) supplied by user callbacks.  Two kinds:
+ *
+ *   copy-in     loadblk() fills a private RAM page with a block's data;
+ *               storeblk() writes a dirty page back (at writeout).
+ *   direct-map  mapblk() names an fd + offset holding the block (or a hole,
+ *               read as zeros); reads map it read-only and allocate nothing.
+ *               The first write copies the block into a RAM page.
+ *
+ * A *file handle* (fileh) is one view of a file plus local changes (dirty
+ * pages).  A *mapping* is an address range over a range of blocks of a
+ * handle; a handle may have several mappings, overlapping in file space, and
+ * they share its pages.  Memory of a mapping starts inaccessible; the first
+ * access to a block traps (SIGSEGV) and the library's fault handler loads or
+ * maps the block, then the access continues.  *RAM* is the local memory
+ * (a memfd, with a byte limit) that holds private pages.
+ *
+ * Thread safety: every function below may be called from any thread; the
+ * library serialises its state with one process-wide lock and never holds it
+ * while calling loadblk/storeblk/mapblk.  Mapped memory may be read and
+ * written from any number of threads.  Exceptions are named at the function
+ * (closing a handle or unmapping a mapping that another thread is using is the
+ * caller's race, as with munmap).
+ *
+ * After fork() the child inherits mappings as they are; it must not call
+ * libshm functions on objects created by the parent.
+ */
+#ifndef SHMA_H
+#define SHMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors ------------------------------------------------------------ */
+
+enum {
+	SHMA_EBASE = -4096,
+	SHMA_ERAMLIMIT = SHMA_EBASE - 1, /* RAM limit reached: no clean page to reclaim */
+	SHMA_EBUSY = SHMA_EBASE - 2,	 /* object still in use (e.g. RAM with pages) */
+	SHMA_ENOTMAPPED = SHMA_EBASE - 3, /* address is not inside a shma mapping */
+	SHMA_ERECURSIVE = SHMA_EBASE - 4, /* fault on a block this thread is loading */
+	SHMA_ELAST = SHMA_EBASE - 5,
+};
+
+/* A static, human-readable message for a return code (0, -errno or SHMA_E*).
+ * Never NULL; unknown codes give "unknown error". */
+const char *shma_strerror(int err);
+
+/* ---- RAM --------------------------------------------------------------- */
+
+typedef struct shma_ram shma_ram;
+
+/* Create local RAM for private pages, at most `limit` bytes (rounded down to
+ * 4 KiB, must be >= 4 KiB).  Memory is reserved (fallocate) when a page is
+ * allocated, so running out is an error the caller sees, never a later
+ * SIGBUS; a freed page's memory goes back to the system at once.  When the
+ * limit is reached the least-recently-used clean pages are reclaimed; if none
+ * can be, the allocation fails with SHMA_ERAMLIMIT.
+ * *out is owned: release with shma_ram_destroy(). */
+int shma_ram_new(size_t limit, shma_ram **out);
+
+/* Destroy RAM.  Fails with SHMA_EBUSY (and changes nothing) while any file
+ * handle using it is open.  NULLs *ramp on success. */
+int shma_ram_destroy(shma_ram **ramp);
+
+/* Evict up to `max` least-recently-used clean pages (never dirty or loading
+ * ones): each is unmapped from every mapping and its memory freed; the next
+ * access loads it again.  Returns how many pages were evicted. */
+size_t shma_ram_reclaim(shma_ram *ram, size_t max);
+
+struct shma_ram_stats {
+	size_t limit;	   /* bytes */
+	size_t used;	   /* bytes held by pages */
+	size_t npages;	   /* pages allocated */
+	size_t nreclaimed; /* pages evicted so far (explicitly or at the limit) */
+};
+void shma_ram_stats(shma_ram *ram, struct shma_ram_stats *st);
+
+/* ---- files ------------------------------------------------------------- */
+
+typedef struct shma_file shma_file;
+
+/* Callbacks of a file.  Exactly one of loadblk (copy-in) or mapblk
+ * (direct-map) is set.  Callbacks run without the library lock held, possibly
+ * from inside the SIGSEGV handler of the faulting thread, possibly in several
+ * threads at once for different blocks; never twice at once for one block of
+ * one handle.  They may take their own locks; they must not access a mapping
+ * of the block they are called for (that is reported, see SHMA_ERECURSIVE).
+ * All return 0 or a negative error code. */
+struct shma_file_ops {
+	/* copy-in: fill all of buf (blksize bytes; contents unspecified on entry)
+	 * with block blk. */
+	int (*loadblk)(shma_file *f, uint64_t blk, void *buf);
+	/* copy-in and direct-map: write back block blk (blksize bytes).  Needed
+	 * only by shma_fileh_writeout(SHMA_WRITEOUT_STORE). */
+	int (*storeblk)(shma_file *f, uint64_t blk, const void *buf);
+	/* direct-map: set *fd and *off to where block blk lives (blksize bytes at
+	 * off, off a multiple of 4 KiB), or *fd = -1 for a hole (zeros).  The fd
+	 * is borrowed: it must stay open and its data unchanged while any handle
+	 * of the file may still map the block. */
+	int (*mapblk)(shma_file *f, uint64_t blk, int *fd, uint64_t *off);
+};
+
+/* Create a file.  ops is borrowed and must outlive the file; opaque is the
+ * caller's, returned by shma_file_opaque().  blksize: power of two >= 4096.
+ * *out is owned: release with shma_file_destroy(). */
+int shma_file_new(const struct shma_file_ops *ops, size_t blksize, void *opaque,
+		  shma_file **out);
+/* Destroy a file; SHMA_EBUSY while any handle of it is open. */
+int shma_file_destroy(shma_file **fp);
+void *shma_file_opaque(const shma_file *f);
+size_t shma_file_blksize(const shma_file *f);
+
+/* ---- file handles ------------------------------------------------------ */
+
+typedef struct shma_fileh shma_fileh;
+
+/* Open a handle on f using ram for private pages (both borrowed; both must
+ * outlive the handle).  *out is owned: release with shma_fileh_close(). */
+int shma_fileh_open(shma_file *f, shma_ram *ram, shma_fileh **out);
+
+/* Close a handle: unmaps its remaining mappings, drops all its pages (dirty
+ * ones included: their changes are lost) and NULLs *fhp.  The caller must
+ * ensure no other thread is using the handle's memory. */
+void shma_fileh_close(shma_fileh **fhp);
+
+/* Page states.  A block of a handle is in exactly one state:
+ *
+ *   EMPTY                 no page: nothing loaded, nothing mapped
+ *   LOADING               a thread runs loadblk/mapblk for it; the lock is
+ *                         released; other threads touching it wait
+ *   LOADING_INVALIDATED   invalidated while loading: the result will be
+ *                         thrown away and the next access loads again
+ *   LOADED                clean data (copy-in: RAM page; direct-map: the
+ *                         base fd), mapped read-only where mapped
+ *   DIRTY                 changed locally, in a RAM page, mapped read-write
+ *                         where mapped; never reclaimed
+ *
+ *        access (fault/prefault)        loadblk/mapblk ok
+ *   EMPTY -----------------> LOADING ----------------------> LOADED
+ *     ^                    |  |  loadblk error -> EMPTY        |  ^
+ *     |       invalidate   |  v                 write access |  | writeout(MARKSTORED)
+ *     |                    | LOADING_INVALIDATED             v  |   (copy-in)
+ *     +-------------------------- (load returns) --------- DIRTY
+ *     ^  invalidate / reclaim (clean only) / discard / close  |
+ *     +--------------------------------------------------------+
+ *        (direct-map: writeout(MARKSTORED) also -> EMPTY, so the next access
+ *         maps the base again)
+ *
+ * Transitions: shma fault handler and shma_prefault() (EMPTY->LOADING->LOADED,
+ * LOADED->DIRTY), shma_fileh_invalidate(), shma_fileh_discard(),
+ * shma_fileh_writeout(), shma_ram_reclaim() and allocation at the RAM limit,
+ * shma_fileh_close().
+ */
+enum shma_page_state {
+	SHMA_PAGE_EMPTY = 0,
+	SHMA_PAGE_LOADING,
+	SHMA_PAGE_LOADING_INVALIDATED,
+	SHMA_PAGE_LOADED,
+	SHMA_PAGE_DIRTY,
+};
+enum shma_page_state shma_fileh_block_state(shma_fileh *fh, uint64_t blk);
+
+/* Writeout of dirty pages, in ascending block order whatever the order they
+ * were dirtied in.  flags: SHMA_WRITEOUT_STORE calls storeblk for each dirty
+ * page; SHMA_WRITEOUT_MARKSTORED makes them clean (copy-in: LOADED and
+ * read-only again; direct-map: dropped, so the next access maps the base).
+ * Both may be given; at least one must be, and no other bit (-EINVAL).
+ * A storeblk error stops the writeout and is returned; the pages stay dirty
+ * (none is marked stored when STORE fails) and the handle stays usable. */
+enum {
+	SHMA_WRITEOUT_STORE = 1 << 0,
+	SHMA_WRITEOUT_MARKSTORED = 1 << 1,
+};
+int shma_fileh_writeout(shma_fileh *fh, unsigned flags);
+
+/* Drop every dirty page (their changes are lost); next access loads again. */
+void shma_fileh_discard(shma_fileh *fh);
+
+/* The block's contents changed in the backing store: a clean page is dropped,
+ * a dirty page is dropped with its changes, a page being loaded has the load's
+ * result thrown away (the access that started it loads again).  A block with
+ * no page: nothing happens.  Never waits for a load in progress. */
+void shma_fileh_invalidate(shma_fileh *fh, uint64_t blk);
+
+/* Copy up to cap dirty block numbers, ascending, into out; returns the total
+ * number of dirty blocks (which may exceed cap; out may be NULL if cap is 0). */
+size_t shma_fileh_dirty_blocks(shma_fileh *fh, uint64_t *out, size_t cap);
+
+/* ---- mappings ---------------------------------------------------------- */
+
+typedef struct shma_mapping shma_mapping;
+
+/* Map nblk blocks of fh starting at block first into fresh address space
+ * (nothing accessible yet; blocks come in on access).  Installs the fault
+ * handler if it is not installed.  *out is owned: release with
+ * shma_unmap().  Pages stay with the handle, so unmapping keeps dirty data. */
+int shma_map(shma_fileh *fh, uint64_t first, uint64_t nblk, shma_mapping **out);
+void shma_unmap(shma_mapping **mp);
+
+/* Start of the mapping's memory (valid until shma_unmap) and its length. */
+void *shma_mapping_addr(const shma_mapping *m);
+size_t shma_mapping_len(const shma_mapping *m);
+/* Is block blk (file block number) currently mapped into m? */
+bool shma_mapping_block_mapped(const shma_mapping *m, uint64_t blk);
+
+/* Make [addr, addr+len) resident in its mappings, as an access would
+ * (SHMA_PREFAULT_WRITE: as a write), so it can be passed to system calls,
+ * which get EFAULT instead of a trap.  Returns the first error: a loadblk/
+ * mapblk error, SHMA_ERAMLIMIT, or SHMA_ENOTMAPPED if part of the range is not
+ * inside a shma mapping (blocks before it are resident).  Residency lasts
+ * until reclaim, invalidate, discard or writeout drops the page. */
+enum { SHMA_PREFAULT_WRITE = 1 << 0 };
+int shma_prefault(void *addr, size_t len, unsigned flags);
+
+/* ---- the fault handler ------------------------------------------------- */
+
+/* Install libshm's SIGSEGV handler (idempotent; shma_map() calls it).  It
+ * handles only access faults (SEGV_ACCERR) inside shma mappings; any other
+ * SIGSEGV goes to the handler installed before it, or to the default action
+ * (so a real crash still crashes, with a core).  errno is preserved.
+ * Call it again after something else replaced the SIGSEGV handler (cmocka
+ * does so before each test). */
+int shma_vm_install_handler(void);
+
+/* When a fault cannot be served (loadblk/mapblk failed, RAM limit reached),
+ * the faulting thread gets SIGBUS (si_code BUS_ADRERR, si_addr the faulting
+ * address), as the kernel does for an I/O error on a file mapping; the block
+ * stays EMPTY, so an access after the SIGBUS handler returns tries again.
+ * Without a SIGBUS handler the process dies with a core.  This returns the
+ * error code of the last such failure in the calling thread (0 if none). */
+int shma_vm_fault_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMA_H */

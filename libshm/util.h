@@ -1,0 +1,66 @@
+/* util.h - small helpers shared by libshm modules (internal). */
+#ifndef SHMA_UTIL_H
+#define SHMA_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define PAGE_4K 4096u
+
+/* close(2) that keeps errno and ignores -1 (one place for close's EINTR:
+ * on Linux the fd is gone either way, so it is never retried). */
+void util_close(int fd);
+
+static inline bool util_is_pow2(uint64_t x)
+{
+	return x != 0 && (x & (x - 1)) == 0;
+}
+
+/* a * b, false on overflow. */
+static inline bool util_mul_ok(uint64_t a, uint64_t b, uint64_t *out)
+{
+	return !__builtin_mul_overflow(a, b, out);
+}
+
+/* Reserve len bytes of address space: PROT_NONE, no memory, no swap.
+ * With addr != NULL, replace what is mapped there (MAP_FIXED).
+ * Returns the address or NULL (errno set). */
+void *util_reserve(void *addr, size_t len);
+
+/* Intrusive circular doubly-linked list (as in the Linux kernel). */
+struct list_head {
+	struct list_head *next, *prev;
+};
+
+static inline void list_init(struct list_head *h)
+{
+	h->next = h->prev = h;
+}
+
+static inline bool list_empty(const struct list_head *h)
+{
+	return h->next == h;
+}
+
+/* Insert n before h (at the tail when h is the list head). */
+static inline void list_add_tail(struct list_head *n, struct list_head *h)
+{
+	n->prev = h->prev;
+	n->next = h;
+	h->prev->next = n;
+	h->prev = n;
+}
+
+static inline void list_del_init(struct list_head *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	list_init(n);
+}
+
+#define container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+#endif

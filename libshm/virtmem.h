@@ -1,0 +1,102 @@
+/* virtmem.h - user-space virtual memory: files, handles, pages, mappings
+ * (internal side; the public API and the page state machine are in shma.h).
+ *
+ * Lock order (one process-wide mutex; nothing nests inside it):
+ *
+ *   user locks (taken by callbacks, or around shma_* calls)
+ *     vm_mutex        all state below: files' nfileh, handles, pages, mappings,
+ *                     the mapping registry, RAM allocation and LRU
+ *
+ * Callbacks (loadblk/storeblk/mapblk) are always called with vm_mutex
+ * released, so a user lock taken inside a callback and around a shma_* call
+ * cannot deadlock against it.  Waiting for another thread's load is a
+ * condition wait on vm_cond (broadcast whenever a load ends).
+ *
+ * Load race, T1 loads block b while T2 invalidates it:
+ *
+ *   T1 (fault on b)                       T2
+ *   lock; page(b) = LOADING; unlock
+ *   loadblk(b) ...                        lock; page(b) = LOADING_INVALIDATED
+ *                                         unlock (does not wait)
+ *   ... returns; lock
+ *   state is LOADING_INVALIDATED: drop the result, load again
+ *
+ * Invariants (checked by page_check in debug builds):
+ *   - a page is in its handle's pagemap and pagelist iff it exists; EMPTY
+ *     blocks have no page.
+ *   - LOADING*: not mapped anywhere (nmapped == 0); loader is the thread
+ *     running the callback; copy-in: holds RAM; on no list.
+ *   - LOADED: copy-in: holds RAM and is on ram->lru; direct-map: holds no
+ *     RAM, base_fd/base_off say what is mapped; mapped read-only where mapped.
+ *   - DIRTY: holds RAM, is on its handle's dirty list; mapped read-write
+ *     where mapped.
+ *   - a mapping's `mapped` bit for a block is set iff the block's page is
+ *     mapped there; page.nmapped counts those bits over all mappings.
+ */
+#ifndef SHMA_VIRTMEM_H
+#define SHMA_VIRTMEM_H
+
+#include "pagemap.h"
+#include "ram.h"
+#include "shma.h"
+#include "util.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct shma_file {
+	const struct shma_file_ops *ops;
+	size_t blksize;
+	unsigned blkshift; /* log2(blksize) */
+	bool direct;	   /* direct-map (mapblk) rather than copy-in */
+	void *opaque;
+	size_t nfileh; /* open handles */
+};
+
+struct page {
+	enum shma_page_state state;
+	struct shma_fileh *fh;
+	uint64_t blk;
+	struct list_head in_fileh; /* fh->pagelist */
+	struct list_head lru;	   /* ram->lru (LOADED with RAM) or fh->dirty (DIRTY) */
+	bool has_ram;
+	uint64_t ram_off; /* when has_ram */
+	int base_fd;	  /* direct-map LOADED: what is mapped; -1 = hole */
+	uint64_t base_off;
+	pthread_t loader; /* LOADING*: the thread running the callback */
+	unsigned nmapped; /* mappings this page is mapped into */
+};
+
+struct shma_fileh {
+	struct shma_file *file;
+	struct shma_ram *ram;
+	struct pagemap pages;	   /* blk -> struct page */
+	struct list_head pagelist; /* every page */
+	struct list_head dirty;	   /* DIRTY pages (page.lru) */
+	size_t ndirty;
+	struct list_head mappings; /* struct shma_mapping.in_fileh */
+};
+
+struct shma_mapping {
+	struct shma_fileh *fh;
+	char *addr;
+	size_t len;
+	uint64_t first, nblk; /* file blocks [first, first + nblk) */
+	uint64_t *mapped;     /* bitmap over nblk: block mapped here */
+	struct list_head in_fileh;
+};
+
+void vm_lock(void);
+void vm_unlock(void);
+
+/* The fault handler's entry: serve an access to addr.  write: 1 write,
+ * 0 read, -1 unknown (then a read is assumed first; a write re-faults).
+ * Returns 0 when served, 1 when addr is in no shma mapping, or an error. */
+int vm_fault(void *addr, int write);
+
+/* Print a message and abort: for states the library cannot leave safely
+ * (e.g. failing to unmap stale data).  Async-signal-safe. */
+_Noreturn void vm_fatal(const char *msg);
+
+#endif

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Run every test binary of a build directory; print one summary line.
+#   tests/run-tests.sh BUILD_DIR
+# Environment: SHMA_SAN=asan|ubsan|tsan (sanitizer options), SHMA_VALGRIND=1
+# (unit tests under valgrind memcheck), SHMA_TEST_TIMEOUT (seconds per binary).
+set -u
+build=${1:?usage: run-tests.sh BUILD_DIR}
+timeout_s=${SHMA_TEST_TIMEOUT:-300}
+
+# libshm installs its own SIGSEGV handler: the sanitizers must let it, and must
+# not claim SIGSEGV themselves (crash tests expect a real death by SIGSEGV).
+export ASAN_OPTIONS=${ASAN_OPTIONS:-allow_user_segv_handler=1:handle_segv=0:handle_sigbus=0:detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-allow_user_segv_handler=1:handle_segv=0:handle_sigbus=0:halt_on_error=1:second_deadlock_stack=1}
+
+wrap=()
+if [ "${SHMA_VALGRIND:-}" = 1 ]; then
+	wrap=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+	      --show-leak-kinds=definite)
+fi
+
+passed=0 failed=0 failures=()
+run() { # name, command...
+	local name=$1; shift
+	echo "=== $name"
+	if timeout -k 10 "$timeout_s" "$@"; then
+		passed=$((passed + 1))
+	else
+		echo "--- FAILED: $name (exit $?)"
+		failed=$((failed + 1)); failures+=("$name")
+	fi
+}
+
+for t in "$build"/tests/unit/test_*; do
+	[ -x "$t" ] && [ -f "$t" ] || continue
+	case "$t" in *.o|*.d) continue;; esac
+	run "unit/$(basename "$t")" "${wrap[@]}" "$t"
+done
+# Crash tests fork the program that must die and check how it died; they are
+# not run under valgrind (which reports the deliberate crashes).
+for t in "$build"/tests/crash/crash_*; do
+	[ -x "$t" ] && [ -f "$t" ] || continue
+	case "$t" in *.o|*.d) continue;; esac
+	run "crash/$(basename "$t")" "$t"
+done
+
+[ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,96 @@
+/* test_ram.c - local RAM: limit, alignment, reuse, memory given back. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "ram.h"
+#include "shma.h"
+
+static void test_new_rejects_tiny_limit(void **state)
+{
+	shma_ram *ram = NULL;
+
+	(void)state;
+	assert_int_equal(shma_ram_new(0, &ram), -EINVAL);
+	assert_int_equal(shma_ram_new(4095, &ram), -EINVAL);
+	assert_null(ram);
+	assert_int_equal(shma_ram_new(4096 + 100, &ram), 0);
+	assert_int_equal(ram->limit, 4096); /* rounded down */
+	assert_int_equal(shma_ram_destroy(&ram), 0);
+	assert_null(ram);
+	assert_int_equal(shma_ram_destroy(&ram), 0); /* NULL: no-op */
+}
+
+static void test_alloc_aligned_and_limited(void **state)
+{
+	shma_ram *ram;
+	struct shma_ram_stats st;
+	uint64_t a, b, c, d;
+
+	(void)state;
+	assert_int_equal(shma_ram_new(16 * 4096, &ram), 0);
+	assert_int_equal(ram_alloc(ram, 4096, &a), 0);
+	assert_int_equal(ram_alloc(ram, 8 * 4096, &b), 0);
+	assert_int_equal(b % (8 * 4096), 0);
+	assert_int_equal(ram_alloc(ram, 4 * 4096, &c), 0);
+	assert_int_equal(c % (4 * 4096), 0);
+	/* 13 of 16 units used, the largest aligned free run is 2 units at most */
+	assert_int_equal(ram_alloc(ram, 4 * 4096, &d), SHMA_ERAMLIMIT);
+	assert_int_equal(ram_alloc(ram, 3 * 4096, &d), -EINVAL); /* not a power of two */
+	assert_int_equal(ram_alloc(ram, 32 * 4096, &d), SHMA_ERAMLIMIT);
+	shma_ram_stats(ram, &st);
+	assert_int_equal(st.used, 13 * 4096);
+	assert_int_equal(st.npages, 3);
+	/* no two allocations overlap */
+	assert_true(a + 4096 <= b || b + 8 * 4096 <= a);
+	assert_true(c + 4 * 4096 <= b || b + 8 * 4096 <= c);
+	assert_true(a + 4096 <= c || c + 4 * 4096 <= a);
+	/* writable through the view, and memory is reserved */
+	memset(ram_addr(ram, b), 0x5a, 8 * 4096);
+	ram_free(ram, b, 8 * 4096);
+	assert_int_equal(ram_alloc(ram, 8 * 4096, &d), 0);
+	assert_int_equal(d, b); /* the only aligned 8-unit run left */
+	ram_free(ram, a, 4096);
+	ram_free(ram, c, 4 * 4096);
+	ram_free(ram, d, 8 * 4096);
+	shma_ram_stats(ram, &st);
+	assert_int_equal(st.used, 0);
+	assert_int_equal(st.npages, 0);
+	assert_int_equal(shma_ram_destroy(&ram), 0);
+}
+
+static void test_free_gives_memory_back(void **state)
+{
+	shma_ram *ram;
+	struct stat sb;
+	uint64_t off;
+
+	(void)state;
+	assert_int_equal(shma_ram_new(64 * 4096, &ram), 0);
+	assert_int_equal(fstat(ram->fd, &sb), 0);
+	assert_int_equal(sb.st_blocks, 0);
+	assert_int_equal(ram_alloc(ram, 16 * 4096, &off), 0);
+	assert_int_equal(fstat(ram->fd, &sb), 0);
+	assert_int_equal(sb.st_blocks * 512, 16 * 4096); /* reserved at allocation */
+	ram_free(ram, off, 16 * 4096);
+	assert_int_equal(fstat(ram->fd, &sb), 0);
+	assert_int_equal(sb.st_blocks, 0);
+	assert_int_equal(shma_ram_destroy(&ram), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_new_rejects_tiny_limit),
+		cmocka_unit_test(test_alloc_aligned_and_limited),
+		cmocka_unit_test(test_free_gives_memory_back),
+	};
+
+	return cmocka_run_group_tests_name("ram", tests, NULL, NULL);
+}
