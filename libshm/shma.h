@@ -106,8 +106,10 @@ typedef struct shma_file shma_file;
  * (direct-map) is set.  Callbacks run without the library lock held, possibly
  * from inside the SIGSEGV handler of the faulting thread, possibly in several
  * threads at once for different blocks; never twice at once for one block of
- * one handle.  They may take their own locks; they must not access a mapping
- * of the block they are called for (that is reported, see SHMA_ERECURSIVE).
+ * one handle.  They may take their own locks and may access other mappings.
+ * They must not access a mapping of the block they are called for: it would
+ * wait for itself, so a fault there ends the process with a message naming
+ * SHMA_ERECURSIVE (shma_prefault there returns SHMA_ERECURSIVE).
  * All return 0 or a negative error code. */
 struct shma_file_ops {
 	/* copy-in: fill all of buf (blksize bytes; contents unspecified on entry)
