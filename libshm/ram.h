@@ -2,8 +2,8 @@
  *
  * One memfd of `limit` bytes, mapped read-write once in this process (the
  * "view" through which the library fills and copies pages).  Pages are
- * power-of-two sized, aligned to their size, carved from the memfd by a
- * bitmap of 4 KiB units.  Memory is reserved with fallocate at allocation and
+ * power-of-two sized, aligned to their size, carved from the memfd by
+ * balloc.  Memory is reserved with fallocate at allocation and
  * released with a hole punch at free.
  *
  * Not thread-safe by itself: virtmem's lock protects every field.
@@ -11,6 +11,7 @@
 #ifndef SHMA_RAM_H
 #define SHMA_RAM_H
 
+#include "balloc.h"
 #include "shma.h"
 #include "util.h"
 
@@ -20,9 +21,7 @@ struct shma_ram {
 	int fd;		  /* the memfd; CLOEXEC */
 	char *view;	  /* fd mapped RW, [0, limit) */
 	size_t limit;	  /* bytes, multiple of 4 KiB */
-	size_t nunits;	  /* limit / 4 KiB */
-	uint64_t *bitmap; /* bit set = 4 KiB unit in use */
-	size_t hint;	  /* unit where the next search starts */
+	struct balloc units; /* which 4 KiB units of the memfd are in use */
 	size_t used;	  /* bytes allocated */
 	size_t npages;	  /* pages allocated */
 	size_t nreclaimed;
