@@ -23,7 +23,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
            -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread -fPIC $(WARN) $(SAN_CFLAGS) $(CFLAGS) \
-           -Ilibshm -MMD -MP
+           -Ilibshm -Ibroker -MMD -MP
 LDLIBS  := -pthread
 
 ifeq ($(SAN),asan)
@@ -38,6 +38,8 @@ endif
 SAN_LDFLAGS := $(SAN_CFLAGS)
 
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+# The broker's dependencies (also linked into every test, which may start one).
+DEP_LIBS    := -ljansson -lzmq
 
 LIB_SRC   := $(wildcard libshm/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -47,14 +49,21 @@ CRASH_SRC := $(wildcard tests/crash/crash_*.c)
 CRASH_BIN := $(CRASH_SRC:%.c=$(BUILD)/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
+# The broker: every module but main.c goes into libbroker.a, which unit tests
+# link too; the default configuration is compiled in from config/broker.json.
+BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c))
+BROKER_OBJ := $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/broker/default_config.o
+BROKER_LIB := $(BUILD)/libbroker.a
+PROGRAMS   := $(if $(wildcard broker/main.c),$(BUILD)/shma-broker)
 
-.PHONY: all lib tests benches check check-asan check-ubsan check-tsan check-valgrind \
+.PHONY: all lib programs tests benches check check-asan check-ubsan check-tsan check-valgrind \
         check-symbols check-clang bench demo install deps clean
 
-all: lib tests benches
+all: lib programs tests benches
 
 lib: $(BUILD)/libshm.a $(BUILD)/libshm.so $(BUILD)/libshm.pc
-tests: $(UNIT_BIN) $(CRASH_BIN)
+programs: $(PROGRAMS)
+tests: programs $(UNIT_BIN) $(CRASH_BIN)
 benches: $(BENCH_BIN)
 
 $(BUILD)/%.o: %.c
@@ -73,14 +82,34 @@ $(BUILD)/libshm.pc: libshm/libshm.pc.in Makefile
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
-$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libshm.a
-	$(CC) $(SAN_LDFLAGS) -o $@ $< $(BUILD)/libshm.a $(CMOCKA_LIBS) $(LDLIBS)
+$(BUILD)/broker/default_config.c: config/broker.json
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from config/broker.json: do not edit */'; \
+	  echo '#include "config.h"'; \
+	  echo 'const char config_default_json[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; \
+	  echo ';'; } > $@
 
-$(BUILD)/tests/crash/%: $(BUILD)/tests/crash/%.o $(BUILD)/libshm.a
-	$(CC) $(SAN_LDFLAGS) -o $@ $< $(BUILD)/libshm.a $(LDLIBS)
+$(BUILD)/broker/default_config.o: $(BUILD)/broker/default_config.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libshm.a
-	$(CC) $(SAN_LDFLAGS) -o $@ $< $(BUILD)/libshm.a $(LDLIBS)
+$(BROKER_LIB): $(BROKER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/shma-broker: $(BUILD)/broker/main.o $(BROKER_LIB) $(BUILD)/libshm.a
+	$(CC) $(SAN_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(LDLIBS)
+
+TEST_LIBS = $(BROKER_LIB) $(BUILD)/libshm.a
+
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(TEST_LIBS)
+	$(CC) $(SAN_LDFLAGS) -o $@ $< $(TEST_LIBS) $(CMOCKA_LIBS) $(DEP_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/crash/%: $(BUILD)/tests/crash/%.o $(TEST_LIBS)
+	$(CC) $(SAN_LDFLAGS) -o $@ $< $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(TEST_LIBS)
+	$(CC) $(SAN_LDFLAGS) -o $@ $< $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS)
 
 # --- tests -------------------------------------------------------------------
 
@@ -115,7 +144,7 @@ demo: deps benches
 
 # --- install -----------------------------------------------------------------
 
-install: lib
+install: lib programs
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 $(BUILD)/libshm.a $(DESTDIR)$(PREFIX)/lib/libshm.a
@@ -124,6 +153,7 @@ install: lib
 	ln -sf libshm.so.0 $(DESTDIR)$(PREFIX)/lib/libshm.so
 	install -m 644 libshm/shma.h $(DESTDIR)$(PREFIX)/include/shma.h
 	install -m 644 $(BUILD)/libshm.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/libshm.pc
+	$(if $(PROGRAMS),install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/)
 
 deps:
 	@scripts/deps.sh

@@ -5,6 +5,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#else
+#define VALGRIND_MAKE_MEM_DEFINED(addr, len) ((void)(addr), (void)(len))
+#endif
+
 void util_close(int fd)
 {
 	int saved = errno;
@@ -22,5 +28,10 @@ void *util_reserve(void *addr, size_t len)
 	if (addr)
 		flags |= MAP_FIXED;
 	p = mmap(addr, len, PROT_NONE, flags, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
+	if (p == MAP_FAILED)
+		return NULL;
+	/* Under memcheck: an access here is not an error of the program but a
+	 * fault the library serves, so let the access happen and trap. */
+	VALGRIND_MAKE_MEM_DEFINED(p, len);
+	return p;
 }
