@@ -117,6 +117,14 @@ static void on_segv(int sig, siginfo_t *si, void *ucv)
 {
 	ucontext_t *uc = ucv;
 	int saved_errno = errno, r;
+	sigset_t segv;
+
+	/* SA_NODEFER may have been lost (a wrapping runtime such as TSan
+	 * blocks all signals in handlers): a loadblk that touches another
+	 * mapping must be able to fault again. */
+	sigemptyset(&segv);
+	sigaddset(&segv, SIGSEGV);
+	pthread_sigmask(SIG_UNBLOCK, &segv, NULL);
 
 	if (si->si_code != SEGV_ACCERR) {
 		chain(sig, si, ucv);
