@@ -9,6 +9,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* Freed pages kept for reuse: at most a quarter of the limit, and this. */
+#define RAM_CACHE_MAX ((size_t)256 << 20)
+
 int shma_ram_new(size_t limit, shma_ram **out)
 {
 	struct shma_ram *ram;
@@ -22,6 +25,9 @@ int shma_ram_new(size_t limit, shma_ram **out)
 		return -ENOMEM;
 	ram->limit = limit;
 	list_init(&ram->lru);
+	for (size_t i = 0; i < ARRAY_SIZE(ram->cache); i++)
+		ram->cache[i] = RAM_NONE;
+	ram->cache_max = limit / 4 < RAM_CACHE_MAX ? limit / 4 : RAM_CACHE_MAX;
 	err = balloc_init(&ram->units, limit / PAGE_4K);
 	if (err)
 		goto err_free_ram;
@@ -72,32 +78,100 @@ int shma_ram_destroy(shma_ram **ramp)
 	return 0;
 }
 
+static unsigned order_of(size_t size)
+{
+	return (unsigned)__builtin_ctzll(size / PAGE_4K);
+}
+
+/* Give every cached page back to the system and to balloc. */
+static size_t ram_trim_locked(struct shma_ram *ram)
+{
+	size_t freed = ram->cached;
+
+	for (unsigned o = 0; o < ARRAY_SIZE(ram->cache); o++) {
+		size_t size = (size_t)PAGE_4K << o;
+
+		while (ram->cache[o] != RAM_NONE) {
+			uint64_t off = ram->cache[o];
+
+			ram->cache[o] = *(uint64_t *)ram_addr(ram, off);
+			(void)fallocate(ram->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					(off_t)off, (off_t)size);
+			balloc_mark(&ram->units, off / PAGE_4K, size / PAGE_4K, false);
+		}
+	}
+	ram->cached = 0;
+	return freed;
+}
+
+/* Back [off, off+size) with memory now.  (fallocate, not
+ * MADV_POPULATE_WRITE: setting up the view's page-table entries too costs
+ * more than a loadblk that writes only part of the page saves.) */
+static int ram_populate(struct shma_ram *ram, uint64_t off, size_t size)
+{
+	if (fallocate(ram->fd, 0, (off_t)off, (off_t)size) < 0)
+		return -errno;
+	return 0;
+}
+
 int ram_alloc(struct shma_ram *ram, size_t size, uint64_t *off)
 {
 	size_t unit;
+	unsigned o;
+	int err;
 
 	if (!util_is_pow2(size) || size < PAGE_4K)
 		return -EINVAL;
-	if (!balloc_alloc(&ram->units, size / PAGE_4K, &unit))
-		return SHMA_ERAMLIMIT;
-	if (fallocate(ram->fd, 0, (off_t)unit * PAGE_4K, (off_t)size) < 0) {
-		int err = -errno;
-
+	o = order_of(size);
+	if (o < ARRAY_SIZE(ram->cache) && ram->cache[o] != RAM_NONE) {
+		*off = ram->cache[o];
+		ram->cache[o] = *(uint64_t *)ram_addr(ram, *off);
+		ram->cached -= size;
+		goto out;
+	}
+	if (!balloc_alloc(&ram->units, size / PAGE_4K, &unit)) {
+		if (!ram->cached || (ram_trim_locked(ram),
+				     !balloc_alloc(&ram->units, size / PAGE_4K, &unit)))
+			return SHMA_ERAMLIMIT;
+	}
+	*off = (uint64_t)unit * PAGE_4K;
+	err = ram_populate(ram, *off, size);
+	if (err) {
+		(void)fallocate(ram->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)*off,
+				(off_t)size);
 		balloc_mark(&ram->units, unit, size / PAGE_4K, false);
 		return err;
 	}
+out:
 	ram->used += size;
 	ram->npages++;
-	*off = (uint64_t)unit * PAGE_4K;
 	return 0;
 }
 
 void ram_free(struct shma_ram *ram, uint64_t off, size_t size)
 {
+	unsigned o = order_of(size);
+
+	ram->used -= size;
+	ram->npages--;
+	if (ram->cached + size <= ram->cache_max) {
+		*(uint64_t *)ram_addr(ram, off) = ram->cache[o];
+		ram->cache[o] = off;
+		ram->cached += size;
+		return;
+	}
 	/* Give the memory back; failure only means it stays allocated. */
 	(void)fallocate(ram->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
 			(off_t)size);
 	balloc_mark(&ram->units, off / PAGE_4K, size / PAGE_4K, false);
-	ram->used -= size;
-	ram->npages--;
+}
+
+size_t shma_ram_trim(shma_ram *ram)
+{
+	size_t n;
+
+	vm_lock();
+	n = ram_trim_locked(ram);
+	vm_unlock();
+	return n;
 }

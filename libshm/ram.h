@@ -3,8 +3,12 @@
  * One memfd of `limit` bytes, mapped read-write once in this process (the
  * "view" through which the library fills and copies pages).  Pages are
  * power-of-two sized, aligned to their size, carved from the memfd by
- * balloc.  Memory is reserved with fallocate at allocation and
- * released with a hole punch at free.
+ * balloc.  A new page's memory is reserved at allocation (fallocate: an
+ * error now rather than a SIGBUS later).  A freed page goes to a per-size
+ * cache, still populated and mapped in the view, up to cache_max bytes: the next
+ * allocation of that size (typically: evict one, load one at the limit) costs
+ * no system call.  Pages beyond the cache are hole-punched at once; the cache
+ * is punched when balloc needs its room, or by shma_ram_trim().
  *
  * Not thread-safe by itself: virtmem's lock protects every field.
  */
@@ -22,7 +26,12 @@ struct shma_ram {
 	char *view;	  /* fd mapped RW, [0, limit) */
 	size_t limit;	  /* bytes, multiple of 4 KiB */
 	struct balloc units; /* which 4 KiB units of the memfd are in use */
-	size_t used;	  /* bytes allocated */
+	size_t used;	  /* bytes held by allocated pages */
+	size_t cached;	  /* bytes held by freed pages kept for reuse */
+	size_t cache_max;
+	uint64_t cache[64]; /* per log2(size / 4 KiB): offset of the first cached
+			     * page, RAM_NONE if none; each cached page holds
+			     * the offset of the next in its first 8 bytes */
 	size_t npages;	  /* pages allocated */
 	size_t nreclaimed;
 	size_t nfileh;	      /* open file handles using this RAM */
@@ -34,8 +43,11 @@ struct shma_ram {
  * the memfd, ram->view + *off its address.  SHMA_ERAMLIMIT when no room is
  * left, -errno if the memory cannot be reserved. */
 int ram_alloc(struct shma_ram *ram, size_t size, uint64_t *off);
-/* Free a page allocated by ram_alloc; its memory goes back to the system. */
+/* Free a page allocated by ram_alloc (into the cache, or back to the
+ * system). */
 void ram_free(struct shma_ram *ram, uint64_t off, size_t size);
+
+#define RAM_NONE UINT64_MAX
 
 static inline void *ram_addr(const struct shma_ram *ram, uint64_t off)
 {

@@ -73,11 +73,13 @@ const char *shma_strerror(int err);
 typedef struct shma_ram shma_ram;
 
 /* Create local RAM for private pages, at most `limit` bytes (rounded down to
- * 4 KiB, must be >= 4 KiB).  Memory is reserved (fallocate) when a page is
- * allocated, so running out is an error the caller sees, never a later
- * SIGBUS; a freed page's memory goes back to the system at once.  When the
- * limit is reached the least-recently-used clean pages are reclaimed; if none
- * can be, the allocation fails with SHMA_ERAMLIMIT.
+ * 4 KiB, must be >= 4 KiB).  Memory is reserved when a page is allocated,
+ * so running out is an error the caller sees, never a later SIGBUS.  Freed
+ * pages are kept for reuse (a quarter of the limit at most, and 256 MiB),
+ * the rest goes back to the system at once; shma_ram_trim() gives back the
+ * kept ones.  The limit counts both.  When it is reached the
+ * least-recently-used clean pages are reclaimed; if none can be, the
+ * allocation fails with SHMA_ERAMLIMIT.
  * *out is owned: release with shma_ram_destroy(). */
 int shma_ram_new(size_t limit, shma_ram **out);
 
@@ -90,9 +92,14 @@ int shma_ram_destroy(shma_ram **ramp);
  * access loads it again.  Returns how many pages were evicted. */
 size_t shma_ram_reclaim(shma_ram *ram, size_t max);
 
+/* Give the memory of freed pages kept for reuse back to the system; returns
+ * how many bytes. */
+size_t shma_ram_trim(shma_ram *ram);
+
 struct shma_ram_stats {
 	size_t limit;	   /* bytes */
 	size_t used;	   /* bytes held by pages */
+	size_t cached;	   /* bytes held by freed pages kept for reuse */
 	size_t npages;	   /* pages allocated */
 	size_t nreclaimed; /* pages evicted so far (explicitly or at the limit) */
 };

@@ -865,6 +865,7 @@ void shma_ram_stats(shma_ram *ram, struct shma_ram_stats *st)
 	vm_lock();
 	st->limit = ram->limit;
 	st->used = ram->used;
+	st->cached = ram->cached;
 	st->npages = ram->npages;
 	st->nreclaimed = ram->nreclaimed;
 	vm_unlock();
