@@ -61,7 +61,7 @@ PROGRAMS   := $(if $(wildcard broker/main.c),$(BUILD)/shma-broker)
 
 all: lib programs tests benches
 
-lib: $(BUILD)/libshm.a $(BUILD)/libshm.so $(BUILD)/libshm.pc
+lib: $(BUILD)/libshm.a $(BUILD)/libshm.so
 programs: $(PROGRAMS)
 tests: programs $(UNIT_BIN) $(CRASH_BIN)
 benches: $(BENCH_BIN)
@@ -77,10 +77,6 @@ $(BUILD)/libshm.a: $(LIB_OBJ)
 $(BUILD)/libshm.so: $(LIB_OBJ) libshm/libshm.map
 	$(CC) -shared -Wl,-soname,libshm.so.0 -Wl,--version-script=libshm/libshm.map \
 	    $(SAN_LDFLAGS) -o $@ $(LIB_OBJ) $(LDLIBS)
-
-$(BUILD)/libshm.pc: libshm/libshm.pc.in Makefile
-	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
 $(BUILD)/broker/default_config.c: config/broker.json
 	@mkdir -p $(dir $@)
@@ -152,7 +148,8 @@ install: lib programs
 	ln -sf libshm.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libshm.so.0
 	ln -sf libshm.so.0 $(DESTDIR)$(PREFIX)/lib/libshm.so
 	install -m 644 libshm/shma.h $(DESTDIR)$(PREFIX)/include/shma.h
-	install -m 644 $(BUILD)/libshm.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/libshm.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' libshm/libshm.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libshm.pc
 	$(if $(PROGRAMS),install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/)
 
 deps:
