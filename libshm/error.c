@@ -11,6 +11,10 @@ const char *shma_strerror(int err)
 		[-(SHMA_ENOTMAPPED - SHMA_EBASE)] = "address is not inside a shma mapping",
 		[-(SHMA_ERECURSIVE - SHMA_EBASE)] =
 			"access to a block from inside its own load (loadblk/mapblk)",
+		[-(SHMA_ECONFLICT - SHMA_EBASE)] =
+			"conflict: a block or array changed after this transaction's snapshot",
+		[-(SHMA_ENOTKEPT - SHMA_EBASE)] = "revision no longer kept by the broker",
+		[-(SHMA_EPROTOCOL - SHMA_EBASE)] = "malformed or unexpected protocol message",
 	};
 
 	if (err == 0)

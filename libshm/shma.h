@@ -61,7 +61,10 @@ enum {
 	SHMA_EBUSY = SHMA_EBASE - 2,	 /* object still in use (e.g. RAM with pages) */
 	SHMA_ENOTMAPPED = SHMA_EBASE - 3, /* address is not inside a shma mapping */
 	SHMA_ERECURSIVE = SHMA_EBASE - 4, /* fault on a block this thread is loading */
-	SHMA_ELAST = SHMA_EBASE - 5,
+	SHMA_ECONFLICT = SHMA_EBASE - 5,  /* commit conflicts with a newer commit */
+	SHMA_ENOTKEPT = SHMA_EBASE - 6,	  /* revision no longer kept by the broker */
+	SHMA_EPROTOCOL = SHMA_EBASE - 7,  /* malformed or unexpected protocol message */
+	SHMA_ELAST = SHMA_EBASE - 8,
 };
 
 /* A static, human-readable message for a return code (0, -errno or SHMA_E*).

@@ -1,0 +1,1162 @@
+/* catalog.c - arrays, revisions, block tables, commit and garbage
+ * collection (see catalog.h for the model and the freeing rule).
+ */
+#include "catalog.h"
+#include "shma.h"
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct pin {
+	uint64_t rev, n;
+};
+
+struct revtime {
+	uint64_t rev, ms;
+};
+
+/* A superseded version waiting to be freed: a block version or a metadata
+ * version of array a, seen by revisions [from, until). */
+struct gc_entry {
+	struct cat_array *a;
+	uint64_t blk;
+	struct cat_blkver *v;	  /* or NULL */
+	struct cat_metaver *mv; /* or NULL */
+	uint64_t from, until;
+};
+
+struct catalog {
+	struct pool *pool;
+	struct store *store;
+	struct cat_retention ret;
+	uint64_t now_ms;
+	uint64_t head;
+	uint64_t next_id;
+
+	struct cat_array **names; /* newest incarnation per name, sorted by name */
+	size_t nnames, capnames;
+	uint64_t nlive;		/* incarnations live at head */
+	uint64_t nincarnations; /* all, live or waiting to be freed */
+
+	struct pin *pins;
+	size_t npins, cappins;
+
+	struct revtime *times; /* commit time of recent revisions, ascending */
+	size_t ntimes, captimes;
+
+	struct gc_entry *gc;
+	size_t ngc, capgc;
+
+	uint64_t nversions, commits, conflicts;
+};
+
+static void err_set(struct cat_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void err_set(struct cat_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->code = code;
+	err->array[0] = 0;
+	err->nblocks = 0;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+}
+
+/* Grow a dynamic array *v of *cap elements of size sz to hold n + 1. */
+static int grow(void **v, size_t *cap, size_t n, size_t sz)
+{
+	size_t ncap;
+	void *nv;
+
+	if (n < *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 16;
+	nv = realloc(*v, ncap * sz);
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	*cap = ncap;
+	return 0;
+}
+
+#define GROW(c, arr, n, cap) grow((void **)&(c)->arr, &(c)->cap, (c)->n, sizeof(*(c)->arr))
+
+/* ---- revisions, retention, pins ------------------------------------------ */
+
+static int note_revision(struct catalog *c, uint64_t rev)
+{
+	if (GROW(c, times, ntimes, captimes))
+		return -ENOMEM;
+	c->times[c->ntimes++] = (struct revtime){ rev, c->now_ms };
+	return 0;
+}
+
+uint64_t catalog_oldest_kept(const struct catalog *c)
+{
+	uint64_t by_count = c->head + 1 > c->ret.keep_revisions
+				    ? c->head + 1 - c->ret.keep_revisions
+				    : 0;
+	uint64_t by_time = c->head;
+	size_t lo = 0, hi = c->ntimes;
+
+	/* the oldest revision committed within the last keep_ms */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (c->times[mid].ms + c->ret.keep_ms < c->now_ms)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < c->ntimes)
+		by_time = c->times[lo].rev;
+	return by_count < by_time ? by_count : by_time;
+}
+
+/* Index of the first pin with rev >= r. */
+static size_t pin_search(const struct catalog *c, uint64_t r)
+{
+	size_t lo = 0, hi = c->npins;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (c->pins[mid].rev < r)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Is any revision in [from, to] pinned? */
+static bool pinned_between(const struct catalog *c, uint64_t from, uint64_t to)
+{
+	size_t i = pin_search(c, from);
+
+	return i < c->npins && c->pins[i].rev <= to;
+}
+
+int catalog_pin(struct catalog *c, uint64_t rev, struct cat_err *err)
+{
+	size_t i = pin_search(c, rev);
+
+	if (rev > c->head) {
+		err_set(err, -EINVAL, "revision %" PRIu64 " does not exist yet (head is %" PRIu64 ")",
+			rev, c->head);
+		return err->code;
+	}
+	if (i < c->npins && c->pins[i].rev == rev) {
+		c->pins[i].n++;
+		return 0;
+	}
+	if (rev < catalog_oldest_kept(c)) {
+		err_set(err, SHMA_ENOTKEPT,
+			"revision %" PRIu64 " is no longer kept: retention keeps the newest %" PRIu64
+			" revisions and those younger than %" PRIu64 " ms (oldest kept: %" PRIu64 ")",
+			rev, c->ret.keep_revisions, c->ret.keep_ms, catalog_oldest_kept(c));
+		return err->code;
+	}
+	if (GROW(c, pins, npins, cappins)) {
+		err_set(err, -ENOMEM, "out of memory");
+		return err->code;
+	}
+	memmove(&c->pins[i + 1], &c->pins[i], (c->npins - i) * sizeof(*c->pins));
+	c->pins[i] = (struct pin){ rev, 1 };
+	c->npins++;
+	return 0;
+}
+
+void catalog_unpin(struct catalog *c, uint64_t rev)
+{
+	size_t i = pin_search(c, rev);
+
+	if (i >= c->npins || c->pins[i].rev != rev)
+		return;
+	if (--c->pins[i].n == 0) {
+		memmove(&c->pins[i], &c->pins[i + 1], (c->npins - i - 1) * sizeof(*c->pins));
+		c->npins--;
+	}
+}
+
+/* ---- names ------------------------------------------------------------- */
+
+bool catalog_name_ok(const char *name, const char **why)
+{
+	size_t i, len = strlen(name);
+
+	if (len == 0 || len > CAT_NAME_MAX) {
+		*why = "an array name is 1 to 200 bytes long";
+		return false;
+	}
+	if (name[0] == '/' || name[0] == '.') {
+		*why = "an array name must not start with '/' or '.'";
+		return false;
+	}
+	for (i = 0; i < len; i++) {
+		char ch = name[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-' ||
+		      ch == '/')) {
+			*why = "an array name may contain only letters, digits, '.', '_', '-' "
+			       "and '/'";
+			return false;
+		}
+		if (ch == '/' && (name[i + 1] == '/' || name[i + 1] == '.' || name[i + 1] == 0)) {
+			*why = "a '/' in an array name must be followed by a letter, digit, "
+			       "'_' or '-'";
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Index of name in c->names, or of where it would go. */
+static size_t name_search(const struct catalog *c, const char *name, bool *found)
+{
+	size_t lo = 0, hi = c->nnames;
+
+	*found = false;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int d = strcmp(c->names[mid]->name, name);
+
+		if (d == 0) {
+			*found = true;
+			return mid;
+		}
+		if (d < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static bool visible(const struct cat_array *a, uint64_t rev)
+{
+	return a->created <= rev && rev < a->deleted;
+}
+
+struct cat_array *catalog_find(struct catalog *c, const char *name, uint64_t rev)
+{
+	bool found;
+	size_t i = name_search(c, name, &found);
+	struct cat_array *a;
+
+	if (!found)
+		return NULL;
+	for (a = c->names[i]; a; a = a->prev)
+		if (visible(a, rev))
+			return a;
+	return NULL;
+}
+
+const struct cat_meta *catalog_meta_at(const struct cat_array *a, uint64_t rev)
+{
+	const struct cat_metaver *mv;
+
+	for (mv = a->meta; mv; mv = mv->older)
+		if (mv->rev <= rev)
+			return &mv->m;
+	return NULL;
+}
+
+static const struct cat_blkver *version_at(const struct cat_blkver *v, uint64_t rev)
+{
+	for (; v; v = v->older)
+		if (v->rev <= rev)
+			return v;
+	return NULL;
+}
+
+uint64_t catalog_slot_at(const struct cat_array *a, uint64_t blk, uint64_t rev)
+{
+	const struct cat_blkver *v = version_at(pagemap_get(&a->blocks, blk), rev);
+
+	return v ? v->slot : CAT_HOLE;
+}
+
+void catalog_foreach(struct catalog *c, uint64_t rev,
+		     void (*fn)(struct cat_array *a, void *arg), void *arg)
+{
+	for (size_t i = 0; i < c->nnames; i++) {
+		struct cat_array *a;
+
+		for (a = c->names[i]; a; a = a->prev)
+			if (visible(a, rev)) {
+				fn(a, arg);
+				break;
+			}
+	}
+}
+
+void catalog_blocks_at(const struct cat_array *a, uint64_t rev,
+		       void (*fn)(uint64_t blk, uint64_t slot, void *arg), void *arg)
+{
+	uint64_t blk;
+	void *val;
+
+	for (size_t pos = 0; pagemap_next(&a->blocks, &pos, &blk, &val);) {
+		const struct cat_blkver *v = version_at(val, rev);
+
+		if (v && v->slot != CAT_HOLE)
+			fn(blk, v->slot, arg);
+	}
+}
+
+void catalog_changes(const struct cat_array *a, uint64_t from, uint64_t to,
+		     void (*fn)(uint64_t blk, uint64_t slot, void *arg), void *arg)
+{
+	uint64_t blk;
+	void *val;
+
+	for (size_t pos = 0; pagemap_next(&a->blocks, &pos, &blk, &val);) {
+		const struct cat_blkver *vf = version_at(val, from), *vt = version_at(val, to);
+		uint64_t sf = vf ? vf->slot : CAT_HOLE, st = vt ? vt->slot : CAT_HOLE;
+
+		if (sf != st)
+			fn(blk, st, arg);
+	}
+}
+
+/* ---- lifetime ------------------------------------------------------------ */
+
+int catalog_new(struct pool *pool, struct store *store, const struct cat_retention *ret,
+		uint64_t now_ms, struct catalog **out)
+{
+	struct catalog *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->pool = pool;
+	c->store = store;
+	c->ret = *ret;
+	if (c->ret.keep_revisions == 0)
+		c->ret.keep_revisions = 1;
+	c->now_ms = now_ms;
+	c->next_id = 1;
+	if (note_revision(c, 0)) {
+		free(c);
+		return -ENOMEM;
+	}
+	*out = c;
+	return 0;
+}
+
+static void array_free(struct catalog *c, struct cat_array *a)
+{
+	struct cat_metaver *mv, *mvn;
+	uint64_t blk;
+	void *val;
+
+	for (size_t pos = 0; pagemap_next(&a->blocks, &pos, &blk, &val);) {
+		struct cat_blkver *v = val, *older;
+
+		for (; v; v = older) {
+			older = v->older;
+			if (v->slot != CAT_HOLE)
+				pool_free(c->pool, v->slot, a->blksize);
+			free(v);
+			c->nversions--;
+		}
+	}
+	pagemap_clear(&a->blocks);
+	for (mv = a->meta; mv; mv = mvn) {
+		mvn = mv->older;
+		free(mv);
+	}
+	c->nincarnations--;
+	free(a);
+}
+
+void catalog_free(struct catalog **cp)
+{
+	struct catalog *c = *cp;
+
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->nnames; i++) {
+		struct cat_array *a, *prev;
+
+		for (a = c->names[i]; a; a = prev) {
+			prev = a->prev;
+			array_free(c, a);
+		}
+	}
+	free(c->names);
+	free(c->pins);
+	free(c->times);
+	free(c->gc);
+	free(c);
+	*cp = NULL;
+}
+
+uint64_t catalog_head(const struct catalog *c)
+{
+	return c->head;
+}
+
+void catalog_stats(const struct catalog *c, struct cat_stats *st)
+{
+	st->head = c->head;
+	st->oldest_kept = catalog_oldest_kept(c);
+	st->narrays = c->nlive;
+	st->nincarnations = c->nincarnations;
+	st->nversions = c->nversions;
+	st->nslots = c->pool->nslots;
+	st->pool_used = pool_used(c->pool);
+	st->pool_size = c->pool->size;
+	st->npins = 0;
+	for (size_t i = 0; i < c->npins; i++)
+		st->npins += c->pins[i].n;
+	st->commits = c->commits;
+	st->conflicts = c->conflicts;
+}
+
+/* ---- garbage collection -------------------------------------------------- */
+
+static void gc_free_entry(struct catalog *c, struct gc_entry *e)
+{
+	if (e->v) {
+		struct cat_blkver *v = e->v;
+
+		/* never the newest: it was superseded */
+		v->newer->older = v->older;
+		if (v->older)
+			v->older->newer = v->newer;
+		if (v->slot != CAT_HOLE)
+			pool_free(c->pool, v->slot, e->a->blksize);
+		free(v);
+		c->nversions--;
+		e->a->nversions--;
+	} else {
+		struct cat_metaver *mv = e->mv;
+
+		mv->newer->older = mv->older;
+		if (mv->older)
+			mv->older->newer = mv->newer;
+		free(mv);
+	}
+}
+
+/* Unlink incarnation a from its name's list (dropping the name when it was
+ * the only one) and free it. */
+static void gc_free_array(struct catalog *c, struct cat_array *a)
+{
+	bool found;
+	size_t i = name_search(c, a->name, &found), j;
+
+	if (found) {
+		struct cat_array **pp = &c->names[i];
+
+		while (*pp && *pp != a)
+			pp = &(*pp)->prev;
+		if (*pp)
+			*pp = a->prev;
+		if (!c->names[i]) {
+			memmove(&c->names[i], &c->names[i + 1],
+				(c->nnames - i - 1) * sizeof(*c->names));
+			c->nnames--;
+		}
+	}
+	/* its superseded versions go with it */
+	for (i = j = 0; i < c->ngc; i++)
+		if (c->gc[i].a != a)
+			c->gc[j++] = c->gc[i];
+	c->ngc = j;
+	array_free(c, a);
+}
+
+void catalog_gc(struct catalog *c, uint64_t now_ms)
+{
+	uint64_t kept;
+	size_t i, j;
+
+	if (now_ms > c->now_ms)
+		c->now_ms = now_ms;
+	kept = catalog_oldest_kept(c);
+
+	for (i = j = 0; i < c->ngc; i++) {
+		struct gc_entry *e = &c->gc[i];
+
+		if (e->until <= kept && !pinned_between(c, e->from, e->until - 1))
+			gc_free_entry(c, e);
+		else
+			c->gc[j++] = *e;
+	}
+	c->ngc = j;
+
+	/* deleted incarnations nobody can see any more */
+	for (i = 0; i < c->nnames; i++) {
+		struct cat_array *a = c->names[i], *prev;
+
+		for (; a; a = prev) {
+			prev = a->prev;
+			if (a->deleted != CAT_LIVE && a->deleted <= kept &&
+			    !pinned_between(c, a->created, a->deleted - 1)) {
+				gc_free_array(c, a);
+				/* names[] may have shifted: look at slot i again */
+				if (i < c->nnames && c->names[i] != a)
+					i--;
+				break;
+			}
+		}
+	}
+
+	/* times older than the window are not needed any more (keep one) */
+	for (i = 0; i + 1 < c->ntimes && c->times[i].ms + c->ret.keep_ms < c->now_ms &&
+		    c->times[i].rev < kept;
+	     i++)
+		;
+	if (i) {
+		memmove(c->times, c->times + i, (c->ntimes - i) * sizeof(*c->times));
+		c->ntimes -= i;
+	}
+}
+
+/* ---- create / delete ----------------------------------------------------- */
+
+/* itemsize * product(shape), false on overflow. */
+static bool meta_nbytes(struct cat_meta *m, unsigned itemsize)
+{
+	uint64_t n = itemsize;
+
+	if (m->ndim > CAT_MAXDIM)
+		return false;
+	for (unsigned i = 0; i < m->ndim; i++)
+		if (!util_mul_ok(n, m->shape[i], &n))
+			return false;
+	/* block numbers and byte offsets must stay far from overflow */
+	if (n > (UINT64_C(1) << 60))
+		return false;
+	m->nbytes = n;
+	return true;
+}
+
+static uint64_t nblocks_of(const struct cat_array *a, uint64_t nbytes)
+{
+	return (nbytes + a->blksize - 1) / a->blksize;
+}
+
+static int write_store(struct catalog *c, const struct store_record *rec, struct cat_err *err)
+{
+	int r = c->store ? c->store->ops->write(c->store, rec) : 0;
+
+	if (r)
+		err_set(err, r, "the store could not write revision %" PRIu64 ": %s", rec->rev,
+			shma_strerror(r));
+	return r;
+}
+
+int catalog_create(struct catalog *c, const struct cat_create *cr, uint64_t max_arrays,
+		   uint64_t now_ms, uint64_t *rev, struct cat_err *err)
+{
+	struct cat_array *a = NULL;
+	struct cat_metaver *mv = NULL;
+	struct store_record rec;
+	const char *why;
+	bool found;
+	size_t i;
+	int r;
+
+	if (now_ms > c->now_ms)
+		c->now_ms = now_ms;
+	if (!catalog_name_ok(cr->name, &why)) {
+		err_set(err, -EINVAL, "bad array name \"%.64s\": %s", cr->name, why);
+		return err->code;
+	}
+	if (!util_is_pow2(cr->blksize) || cr->blksize < PAGE_4K ||
+	    cr->blksize > c->pool->size) {
+		err_set(err, -EINVAL,
+			"block size %" PRIu64 " must be a power of two, >= 4096 and at most "
+			"the pool size (%" PRIu64 ")",
+			cr->blksize, c->pool->size);
+		return err->code;
+	}
+	if (cr->order != 'C' && cr->order != 'F') {
+		err_set(err, -EINVAL, "order must be \"C\" or \"F\"");
+		return err->code;
+	}
+	if (catalog_find(c, cr->name, c->head)) {
+		err_set(err, -EEXIST, "array \"%s\" exists", cr->name);
+		return err->code;
+	}
+	if (c->nlive >= max_arrays) {
+		err_set(err, -ENOSPC, "too many arrays (limit %" PRIu64 ")", max_arrays);
+		return err->code;
+	}
+	a = calloc(1, sizeof(*a));
+	mv = calloc(1, sizeof(*mv));
+	if (!a || !mv)
+		goto err_nomem;
+	mv->m = cr->meta;
+	if (!meta_nbytes(&mv->m, cr->dtype.size)) {
+		err_set(err, -EINVAL, "shape too large or more than %d dimensions", CAT_MAXDIM);
+		goto err_free;
+	}
+	i = name_search(c, cr->name, &found);
+	if (!found && GROW(c, names, nnames, capnames))
+		goto err_nomem;
+	if (note_revision(c, c->head + 1))
+		goto err_nomem;
+
+	a->id = c->next_id;
+	snprintf(a->name, sizeof(a->name), "%s", cr->name);
+	a->dtype = cr->dtype;
+	a->order = cr->order;
+	a->blksize = cr->blksize;
+	a->created = c->head + 1;
+	a->deleted = CAT_LIVE;
+	mv->rev = a->created;
+	a->meta = mv;
+	pagemap_init(&a->blocks);
+
+	rec = (struct store_record){ .kind = STORE_CREATE, .rev = a->created,
+				     .time_ms = c->now_ms, .array = a, .pool = c->pool };
+	r = write_store(c, &rec, err);
+	if (r) {
+		c->ntimes--; /* the noted revision did not happen */
+		free(a);
+		free(mv);
+		return r;
+	}
+	/* visible from here on */
+	if (found) {
+		a->prev = c->names[i];
+		c->names[i] = a;
+	} else {
+		memmove(&c->names[i + 1], &c->names[i], (c->nnames - i) * sizeof(*c->names));
+		c->names[i] = a;
+		c->nnames++;
+	}
+	c->next_id++;
+	c->nlive++;
+	c->nincarnations++;
+	c->head = a->created;
+	*rev = c->head;
+	return 0;
+
+err_nomem:
+	err_set(err, -ENOMEM, "out of memory");
+err_free:
+	free(a);
+	free(mv);
+	return err->code;
+}
+
+int catalog_delete(struct catalog *c, const char *name, uint64_t now_ms, uint64_t *rev,
+		   struct cat_err *err)
+{
+	struct cat_array *a;
+	struct store_record rec;
+	int r;
+
+	if (now_ms > c->now_ms)
+		c->now_ms = now_ms;
+	a = catalog_find(c, name, c->head);
+	if (!a) {
+		err_set(err, -ENOENT, "no array \"%.200s\"", name);
+		return err->code;
+	}
+	if (note_revision(c, c->head + 1)) {
+		err_set(err, -ENOMEM, "out of memory");
+		return err->code;
+	}
+	rec = (struct store_record){ .kind = STORE_DELETE, .rev = c->head + 1,
+				     .time_ms = c->now_ms, .array = a, .pool = c->pool };
+	r = write_store(c, &rec, err);
+	if (r) {
+		c->ntimes--;
+		return r;
+	}
+	a->deleted = c->head + 1;
+	c->nlive--;
+	c->head++;
+	*rev = c->head;
+	return 0;
+}
+
+/* ---- commit -------------------------------------------------------------- */
+
+/* Per changed array, the work of one commit. */
+struct work_arr {
+	struct cat_array *a;
+	const struct cat_arrchange *ch;
+	struct cat_meta meta; /* after the commit */
+	uint64_t old_nblocks, new_nblocks;
+	/* blocks that get a new version: the client's, plus on shrink the
+	 * blocks cut off (-> hole) and a partial last block (tail zeroed) */
+	size_t n;
+	uint64_t *blks;
+	uint64_t *slots;		   /* new slot or CAT_HOLE */
+	const struct cat_blkchange **chg; /* the client's change, or NULL */
+};
+
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t r = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EIO;
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+/* Validate the client's changes to one array and check for conflicts. */
+static int check_array(struct catalog *c, const struct cat_commit *cm, struct work_arr *w,
+		       uint64_t data_len, struct cat_err *err)
+{
+	const struct cat_arrchange *ch = w->ch;
+	struct cat_array *a = catalog_find(c, ch->name, c->head);
+	uint64_t ppb, prev_blk = 0;
+	size_t nconf = 0;
+
+	if (!a) {
+		if (catalog_find(c, ch->name, cm->base)) {
+			err_set(err, SHMA_ECONFLICT, "array \"%.200s\" was deleted after revision %" PRIu64,
+				ch->name, cm->base);
+			snprintf(err->array, sizeof(err->array), "%s", ch->name);
+			return err->code;
+		}
+		err_set(err, -ENOENT, "no array \"%.200s\"", ch->name);
+		return err->code;
+	}
+	w->a = a;
+	if (a->created > cm->base) {
+		err_set(err, SHMA_ECONFLICT,
+			"array \"%.200s\" was created after revision %" PRIu64, ch->name, cm->base);
+		snprintf(err->array, sizeof(err->array), "%s", ch->name);
+		return err->code;
+	}
+	if (a->meta->rev > cm->base) {
+		err_set(err, SHMA_ECONFLICT,
+			"the shape of array \"%.200s\" changed at revision %" PRIu64
+			", after revision %" PRIu64,
+			ch->name, a->meta->rev, cm->base);
+		snprintf(err->array, sizeof(err->array), "%s", ch->name);
+		return err->code;
+	}
+	w->meta = a->meta->m;
+	if (ch->resize) {
+		w->meta = ch->meta;
+		if (!meta_nbytes(&w->meta, a->dtype.size)) {
+			err_set(err, -EINVAL, "array \"%.200s\": new shape too large or more than %d "
+				"dimensions", ch->name, CAT_MAXDIM);
+			return err->code;
+		}
+	}
+	w->old_nblocks = nblocks_of(a, a->meta->m.nbytes);
+	w->new_nblocks = nblocks_of(a, w->meta.nbytes);
+	ppb = a->blksize / PAGE_4K;
+
+	for (size_t i = 0; i < ch->nblk; i++) {
+		const struct cat_blkchange *b = &ch->blks[i];
+		const struct cat_blkver *head;
+		uint64_t npages = 0, prev_end = 0;
+
+		if (b->blk >= w->new_nblocks) {
+			err_set(err, -EINVAL, "array \"%.200s\": block %" PRIu64
+				" is beyond its end (%" PRIu64 " blocks)", ch->name, b->blk,
+				w->new_nblocks);
+			return err->code;
+		}
+		if (i && b->blk <= prev_blk) {
+			err_set(err, -EINVAL, "array \"%.200s\": blocks must be listed in ascending "
+				"order without repeats (block %" PRIu64 ")", ch->name, b->blk);
+			return err->code;
+		}
+		prev_blk = b->blk;
+		for (size_t r = 0; r < b->nruns; r++) {
+			const struct cat_run *run = &b->runs[r];
+
+			if (run->count == 0 || run->first < prev_end ||
+			    (uint64_t)run->first + run->count > ppb) {
+				err_set(err, -EINVAL, "array \"%.200s\" block %" PRIu64
+					": page runs must be non-empty, ascending, non-overlapping "
+					"and within the block's %" PRIu64 " pages", ch->name, b->blk, ppb);
+				return err->code;
+			}
+			prev_end = (uint64_t)run->first + run->count;
+			npages += run->count;
+		}
+		if (npages && (cm->data_fd < 0 || b->data_off > data_len ||
+			       npages * PAGE_4K > data_len - b->data_off)) {
+			err_set(err, -EINVAL, "array \"%.200s\" block %" PRIu64
+				": its page data lies beyond the end of the data (%" PRIu64 " bytes)",
+				ch->name, b->blk, data_len);
+			return err->code;
+		}
+		head = pagemap_get(&a->blocks, b->blk);
+		if (head && head->rev > cm->base && nconf < ARRAY_SIZE(err->blocks))
+			err->blocks[nconf++] = b->blk;
+	}
+	if (nconf) {
+		err_set(err, SHMA_ECONFLICT, "array \"%.200s\": %zu block(s) changed after revision %"
+			PRIu64 " (first committer wins)", ch->name, nconf, cm->base);
+		snprintf(err->array, sizeof(err->array), "%s", ch->name);
+		err->nblocks = nconf; /* err->blocks was filled above */
+		return err->code;
+	}
+	return 0;
+}
+
+/* Plan which blocks get new versions: the client's, and on shrink those cut
+ * off and the partial last one. */
+static int plan_array(struct work_arr *w)
+{
+	const struct cat_arrchange *ch = w->ch;
+	uint64_t tail = w->meta.nbytes % w->a->blksize ? w->new_nblocks - 1 : UINT64_MAX;
+	size_t cap = ch->nblk + 1, ci = 0;
+	uint64_t blk;
+	void *val;
+
+	if (w->new_nblocks < w->old_nblocks)
+		cap += pagemap_len(&w->a->blocks);
+	w->blks = malloc(cap * sizeof(*w->blks));
+	w->slots = malloc(cap * sizeof(*w->slots));
+	w->chg = calloc(cap, sizeof(*w->chg));
+	if (!w->blks || !w->slots || !w->chg)
+		return -ENOMEM;
+	for (size_t i = 0; i < ch->nblk; i++) {
+		w->blks[w->n] = ch->blks[i].blk;
+		w->chg[w->n] = &ch->blks[i];
+		w->slots[w->n++] = CAT_HOLE;
+		if (ch->blks[i].blk == tail)
+			tail = UINT64_MAX; /* already changed: its tail is zeroed there */
+	}
+	if (w->meta.nbytes >= w->a->meta->m.nbytes)
+		return 0;
+	/* shrinking: blocks past the end become holes, the tail is zeroed */
+	for (size_t pos = 0; pagemap_next(&w->a->blocks, &pos, &blk, &val);) {
+		const struct cat_blkver *head = val;
+
+		if (head->slot == CAT_HOLE)
+			continue;
+		if (blk >= w->new_nblocks || blk == tail) {
+			/* skip blocks the client changes (tail handled above) */
+			while (ci < ch->nblk && ch->blks[ci].blk < blk)
+				ci++;
+			if (ci < ch->nblk && ch->blks[ci].blk == blk)
+				continue;
+			w->blks[w->n] = blk;
+			w->chg[w->n] = NULL;
+			w->slots[w->n++] = CAT_HOLE;
+		}
+	}
+	return 0;
+}
+
+/* Write the new content of block w->blks[k] into its new slot. */
+static int fill_block(struct catalog *c, const struct cat_commit *cm, struct work_arr *w,
+		      size_t k)
+{
+	const struct cat_blkchange *b = w->chg[k];
+	const struct cat_blkver *head = pagemap_get(&w->a->blocks, w->blks[k]);
+	uint64_t bs = w->a->blksize, old = head ? head->slot : CAT_HOLE;
+	char *dst = pool_addr(c->pool, w->slots[k]);
+	uint64_t pos = 0, data_off = b ? b->data_off : 0;
+	int r;
+
+	/* unchanged pages from the previous version, changed ones from the
+	 * client: only gaps are copied, so 1 changed page moves 1 page */
+	for (size_t i = 0; b && i <= b->nruns; i++) {
+		uint64_t start = i < b->nruns ? (uint64_t)b->runs[i].first * PAGE_4K : bs;
+		uint64_t len = i < b->nruns ? (uint64_t)b->runs[i].count * PAGE_4K : 0;
+
+		if (start > pos) {
+			if (old == CAT_HOLE)
+				memset(dst + pos, 0, start - pos);
+			else
+				memcpy(dst + pos, (char *)pool_addr(c->pool, old) + pos, start - pos);
+		}
+		if (len) {
+			r = pread_full(cm->data_fd, dst + start, len, data_off);
+			if (r)
+				return r;
+			data_off += len;
+		}
+		pos = start + len;
+	}
+	if (!b) /* a partial last block of a shrink: keep what stays */
+		memcpy(dst, pool_addr(c->pool, old), bs);
+	/* bytes past the array's end read as zeros, now and after a regrow */
+	if (w->blks[k] == w->new_nblocks - 1 && w->meta.nbytes % bs)
+		memset(dst + w->meta.nbytes % bs, 0, bs - w->meta.nbytes % bs);
+	return 0;
+}
+
+static void work_free(struct work_arr *w, size_t n, struct pool *pool, bool free_slots)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (free_slots && w[i].slots)
+			for (size_t k = 0; k < w[i].n; k++)
+				if (w[i].slots[k] != CAT_HOLE)
+					pool_free(pool, w[i].slots[k], w[i].a->blksize);
+		free(w[i].blks);
+		free(w[i].slots);
+		free(w[i].chg);
+	}
+	free(w);
+}
+
+void catalog_result_free(struct cat_result *res)
+{
+	for (size_t i = 0; i < res->narr; i++) {
+		free(res->arrs[i].blks);
+		free(res->arrs[i].slots);
+	}
+	free(res->arrs);
+	res->arrs = NULL;
+	res->narr = 0;
+}
+
+/* Make the commit visible: new versions on the chains, superseded ones to
+ * the GC queue, the next revision.  Everything that can fail happens before
+ * anything is linked, so this succeeds whole or changes nothing. */
+static int publish(struct catalog *c, const struct cat_commit *cm, struct work_arr *w,
+		   uint64_t rev)
+{
+	struct cat_blkver **vs = NULL;
+	struct cat_metaver **mvs = NULL;
+	bool *fresh = NULL; /* the block's chain starts with this commit */
+	size_t total = 0, k;
+	int r = -ENOMEM;
+
+	for (size_t i = 0; i < cm->narr; i++)
+		total += w[i].n;
+	vs = calloc(total + 1, sizeof(*vs));
+	fresh = calloc(total + 1, sizeof(*fresh));
+	mvs = calloc(cm->narr + 1, sizeof(*mvs));
+	if (!vs || !fresh || !mvs)
+		goto out;
+	for (k = 0; k < total; k++)
+		if (!(vs[k] = calloc(1, sizeof(**vs))))
+			goto out_free;
+	for (size_t i = 0; i < cm->narr; i++)
+		if (w[i].ch->resize && !(mvs[i] = calloc(1, sizeof(**mvs))))
+			goto out_free;
+	if (c->ngc + total + cm->narr > c->capgc) {
+		size_t ncap = c->ngc + total + cm->narr + 16;
+		struct gc_entry *ng = realloc(c->gc, ncap * sizeof(*ng));
+
+		if (!ng)
+			goto out_free;
+		c->gc = ng;
+		c->capgc = ncap;
+	}
+	/* new chains go in now (a pagemap insert may allocate); replacing the
+	 * head of an existing chain later cannot fail */
+	k = 0;
+	for (size_t i = 0; i < cm->narr; i++)
+		for (size_t j = 0; j < w[i].n; j++, k++) {
+			vs[k]->rev = rev;
+			vs[k]->slot = w[i].slots[j];
+			if (pagemap_get(&w[i].a->blocks, w[i].blks[j]))
+				continue;
+			if (pagemap_set(&w[i].a->blocks, w[i].blks[j], vs[k]))
+				goto out_undo;
+			fresh[k] = true;
+		}
+	if (note_revision(c, rev))
+		goto out_undo;
+
+	/* nothing below fails */
+	k = 0;
+	for (size_t i = 0; i < cm->narr; i++) {
+		struct cat_array *a = w[i].a;
+
+		for (size_t j = 0; j < w[i].n; j++, k++) {
+			struct cat_blkver *v = vs[k], *head;
+
+			c->nversions++;
+			a->nversions++;
+			if (fresh[k])
+				continue;
+			head = pagemap_get(&a->blocks, w[i].blks[j]);
+			v->older = head;
+			head->newer = v;
+			c->gc[c->ngc++] = (struct gc_entry){ .a = a, .blk = w[i].blks[j], .v = head,
+							     .from = head->rev, .until = rev };
+			pagemap_set(&a->blocks, w[i].blks[j], v);
+		}
+		if (mvs[i]) {
+			mvs[i]->rev = rev;
+			mvs[i]->m = w[i].meta;
+			mvs[i]->older = a->meta;
+			a->meta->newer = mvs[i];
+			c->gc[c->ngc++] = (struct gc_entry){ .a = a, .mv = a->meta,
+							     .from = a->meta->rev, .until = rev };
+			a->meta = mvs[i];
+		}
+	}
+	c->head = rev;
+	r = 0;
+	goto out;
+
+out_undo:
+	k = 0;
+	for (size_t i = 0; i < cm->narr; i++)
+		for (size_t j = 0; j < w[i].n; j++, k++)
+			if (fresh[k])
+				pagemap_del(&w[i].a->blocks, w[i].blks[j]);
+out_free:
+	for (k = 0; k < total; k++)
+		free(vs[k]);
+	for (size_t i = 0; i < cm->narr; i++)
+		free(mvs[i]);
+out:
+	free(vs);
+	free(mvs);
+	free(fresh);
+	return r;
+}
+
+/* Copy what the commit did into res (for the store, the reply and the
+ * invalidation). */
+static int make_result(const struct cat_commit *cm, const struct work_arr *w, uint64_t rev,
+		       struct cat_result *res)
+{
+	res->rev = rev;
+	res->arrs = calloc(cm->narr + 1, sizeof(*res->arrs));
+	if (!res->arrs)
+		return -ENOMEM;
+	res->narr = cm->narr;
+	for (size_t i = 0; i < cm->narr; i++) {
+		struct cat_result_arr *ra = &res->arrs[i];
+
+		ra->array = w[i].a;
+		ra->resized = w[i].ch->resize;
+		ra->n = w[i].n;
+		ra->blks = malloc((w[i].n + 1) * sizeof(*ra->blks));
+		ra->slots = malloc((w[i].n + 1) * sizeof(*ra->slots));
+		if (!ra->blks || !ra->slots)
+			return -ENOMEM;
+		memcpy(ra->blks, w[i].blks, w[i].n * sizeof(*ra->blks));
+		memcpy(ra->slots, w[i].slots, w[i].n * sizeof(*ra->slots));
+	}
+	return 0;
+}
+
+int catalog_commit(struct catalog *c, const struct cat_commit *cm, uint64_t now_ms,
+		   struct cat_result *res, struct cat_err *err)
+{
+	struct work_arr *w;
+	struct store_record rec;
+	uint64_t data_len = 0;
+	struct stat sb;
+	int r = 0;
+
+	memset(res, 0, sizeof(*res));
+	if (now_ms > c->now_ms)
+		c->now_ms = now_ms;
+	if (cm->base > c->head) {
+		err_set(err, -EINVAL, "base revision %" PRIu64 " is newer than head %" PRIu64,
+			cm->base, c->head);
+		return err->code;
+	}
+	for (size_t i = 0; i < cm->narr; i++)
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(cm->arrs[i].name, cm->arrs[j].name)) {
+				err_set(err, -EINVAL, "array \"%.200s\" appears twice in one commit",
+					cm->arrs[i].name);
+				return err->code;
+			}
+	if (cm->data_fd >= 0) {
+		if (fstat(cm->data_fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+			err_set(err, -EINVAL, "the page data must come in a regular file or memfd");
+			return err->code;
+		}
+		data_len = (uint64_t)sb.st_size;
+	}
+	w = calloc(cm->narr + 1, sizeof(*w));
+	if (!w) {
+		err_set(err, -ENOMEM, "out of memory");
+		return err->code;
+	}
+	for (size_t i = 0; i < cm->narr; i++) {
+		w[i].ch = &cm->arrs[i];
+		r = check_array(c, cm, &w[i], data_len, err);
+		if (r) {
+			if (r == SHMA_ECONFLICT)
+				c->conflicts++;
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < cm->narr; i++) {
+		r = plan_array(&w[i]);
+		if (r) {
+			err_set(err, r, "out of memory");
+			goto out;
+		}
+	}
+	/* new slots: every changed block, and a shrink's partial last block;
+	 * blocks cut off by a shrink become holes */
+	for (size_t i = 0; i < cm->narr; i++)
+		for (size_t k = 0; k < w[i].n; k++) {
+			if (w[i].blks[k] >= w[i].new_nblocks)
+				continue;
+			if (!pool_alloc(c->pool, w[i].a->blksize, &w[i].slots[k])) {
+				w[i].slots[k] = CAT_HOLE;
+				r = -ENOSPC;
+				err_set(err, r, "no space in the page pool for this commit (%" PRIu64
+					" of %" PRIu64 " bytes in use; retained revisions and open "
+					"snapshots hold older data)", pool_used(c->pool), c->pool->size);
+				goto out;
+			}
+		}
+	for (size_t i = 0; i < cm->narr; i++)
+		for (size_t k = 0; k < w[i].n; k++) {
+			if (w[i].slots[k] == CAT_HOLE)
+				continue;
+			r = fill_block(c, cm, &w[i], k);
+			if (r) {
+				err_set(err, r, "the commit's page data could not be read (%s): is the "
+					"data file shorter than its description?", shma_strerror(r));
+				goto out;
+			}
+		}
+	r = make_result(cm, w, c->head + 1, res);
+	if (r) {
+		err_set(err, r, "out of memory");
+		goto out_free_result;
+	}
+	rec = (struct store_record){ .kind = STORE_COMMIT, .rev = c->head + 1,
+				     .time_ms = c->now_ms, .commit = cm, .result = res,
+				     .pool = c->pool };
+	r = write_store(c, &rec, err);
+	if (r)
+		goto out_free_result;
+	r = publish(c, cm, w, c->head + 1);
+	if (r) {
+		err_set(err, r, "out of memory");
+		goto out_free_result;
+	}
+	c->commits++;
+	goto out;
+
+out_free_result:
+	catalog_result_free(res);
+out:
+	work_free(w, cm->narr, c->pool, r != 0);
+	return r;
+}

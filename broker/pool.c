@@ -1,0 +1,75 @@
+/* pool.c - the sealed memfd page pool (see pool.h). */
+#include "pool.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int pool_init(struct pool *p, uint64_t size)
+{
+	const int seals = F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+	int err;
+
+	if (size == 0 || size % PAGE_4K)
+		return -EINVAL;
+	p->size = size;
+	p->nslots = 0;
+	err = balloc_init(&p->units, size / PAGE_4K);
+	if (err)
+		return err;
+	p->fd = memfd_create("shma-pool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (p->fd < 0) {
+		err = -errno;
+		goto err_fini_units;
+	}
+	if (ftruncate(p->fd, (off_t)size) < 0) {
+		err = -errno;
+		goto err_close_fd;
+	}
+	/* MAP_NORESERVE: memory is used only where slots are written */
+	p->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, p->fd, 0);
+	if (p->base == MAP_FAILED) {
+		err = -errno;
+		goto err_close_fd;
+	}
+	/* After this, only the mapping above can write. */
+	if (fcntl(p->fd, F_ADD_SEALS, seals) < 0) {
+		err = -errno;
+		goto err_unmap;
+	}
+	return 0;
+
+err_unmap:
+	munmap(p->base, size);
+err_close_fd:
+	util_close(p->fd);
+err_fini_units:
+	balloc_fini(&p->units);
+	return err;
+}
+
+void pool_fini(struct pool *p)
+{
+	munmap(p->base, p->size);
+	util_close(p->fd);
+	balloc_fini(&p->units);
+}
+
+bool pool_alloc(struct pool *p, uint64_t size, uint64_t *off)
+{
+	size_t unit;
+
+	if (!balloc_alloc(&p->units, size / PAGE_4K, &unit))
+		return false;
+	*off = (uint64_t)unit * PAGE_4K;
+	p->nslots++;
+	return true;
+}
+
+void pool_free(struct pool *p, uint64_t off, uint64_t size)
+{
+	balloc_mark(&p->units, off / PAGE_4K, size / PAGE_4K, false);
+	p->nslots--;
+}

@@ -1,0 +1,32 @@
+/* server.h - shma-broker's main loop: the UNIX socket, clients, requests,
+ * invalidations.
+ *
+ * One thread does everything (epoll): accept, read a request, answer it,
+ * publish what changed.  Replies are sent without blocking; a client that
+ * does not read its replies has them queued, up to a bound, and is then
+ * disconnected, so a slow or stuck client never holds up the others.
+ */
+#ifndef SHMA_BROKER_SERVER_H
+#define SHMA_BROKER_SERVER_H
+
+#include "config.h"
+
+#include <stddef.h>
+
+struct server;
+
+/* Set up everything: runtime directory, page pool, catalog, listening
+ * socket, invalidation publisher, signal handling (SIGTERM, SIGINT: clean
+ * stop; SIGPIPE ignored).  The caller must have blocked SIGTERM and SIGINT.
+ * On failure returns -errno with a message in errbuf, and leaves nothing
+ * behind.  cfg is borrowed and must outlive the server. */
+int server_new(const struct broker_config *cfg, struct server **out, char *errbuf,
+	       size_t errlen);
+
+/* Serve until SIGTERM or SIGINT.  0, or -errno on a fatal error. */
+int server_run(struct server *s);
+
+/* Disconnect every client, remove the socket file, free everything. */
+void server_free(struct server **sp);
+
+#endif
