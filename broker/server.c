@@ -1,0 +1,1437 @@
+/* server.c - shma-broker's main loop (see server.h; the protocol is in
+ * docs/PROTOCOL.md).
+ *
+ * Snapshots: a client's snapshot revision is pinned in the catalog from
+ * hello until it disconnects.  When a commit or sync moves it, the old one
+ * stays pinned until the client's next request: by then the client has
+ * applied the reply's changes (unmapped the blocks that changed), so no slot
+ * it may still have mapped can be reused before it stops looking at it.
+ */
+#include "server.h"
+#include "catalog.h"
+#include "log.h"
+#include "pool.h"
+#include "proto.h"
+#include "pub.h"
+#include "shma.h"
+#include "store.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_BIG_MESSAGE ((size_t)256 << 20) /* largest JSON text, in a memfd */
+#define MAX_OUTQ_BYTES ((size_t)64 << 20)   /* queued replies before a client is cut */
+#define MAX_GROUPS 64
+#define GC_INTERVAL_MS 1000
+
+struct outmsg {
+	struct outmsg *next;
+	char *text; /* the datagram: the text itself or an envelope */
+	size_t len;
+	int fds[2]; /* owned: a big-message memfd and/or the pool fd */
+	int nfds;
+};
+
+struct opened {
+	char name[CAT_NAME_MAX + 1];
+	uint64_t id; /* incarnation seen at the client's snapshot */
+};
+
+struct client {
+	struct list_head link;
+	int fd;
+	uint64_t serial; /* for logs */
+	pid_t pid;
+	uid_t uid;
+	enum access access;
+	bool hello;
+	uint64_t snap;	  /* pinned once hello is done */
+	uint64_t oldsnap; /* pinned until the next request, if has_old */
+	bool has_old;
+	struct opened *opened;
+	size_t nopened, capopened;
+	struct outmsg *outq, **outtail;
+	size_t outbytes;
+	bool closing; /* disconnect once the queue is flushed */
+	bool dead;    /* closed; freed by reap() after the current event batch */
+};
+
+struct server {
+	const struct broker_config *cfg;
+	int epfd, lfd, sigfd, timerfd;
+	struct pool pool;
+	bool pool_ok;
+	struct catalog *cat;
+	struct pub *pub;
+	struct list_head clients;
+	struct list_head dead; /* closed clients, freed after the event batch */
+	size_t nclients;
+	uint64_t serial;
+	char store_id[33];
+	uint64_t start_ms;
+	bool socket_bound;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static const char *code_name(int code)
+{
+	switch (code) {
+	case SHMA_ECONFLICT:
+		return "conflict";
+	case SHMA_ENOTKEPT:
+		return "not_kept";
+	case SHMA_EPROTOCOL:
+		return "protocol";
+	case -ENOENT:
+		return "not_found";
+	case -EEXIST:
+		return "exists";
+	case -ENOSPC:
+		return "no_space";
+	case -EACCES:
+		return "denied";
+	case -EROFS:
+		return "read_only";
+	case -EMSGSIZE:
+		return "too_large";
+	case -EUSERS:
+		return "limit";
+	case -EINVAL:
+		return "invalid";
+	case -EIO:
+		return "io";
+	default:
+		return "internal";
+	}
+}
+
+static void client_close(struct server *s, struct client *c);
+
+static void outmsg_free(struct outmsg *m)
+{
+	for (int i = 0; i < m->nfds; i++)
+		util_close(m->fds[i]);
+	free(m->text);
+	free(m);
+}
+
+/* Send what is queued; false if the client had to be dropped. */
+static bool client_flush(struct server *s, struct client *c)
+{
+	if (c->dead)
+		return false;
+	while (c->outq) {
+		struct outmsg *m = c->outq;
+		int r = proto_send_raw(c->fd, m->text, m->len, m->fds, m->nfds, MSG_DONTWAIT);
+
+		if (r == -EAGAIN)
+			break;
+		if (r < 0) {
+			log_info("client %" PRIu64 ": send failed (%s): disconnecting", c->serial,
+				 strerror(-r));
+			client_close(s, c);
+			return false;
+		}
+		c->outq = m->next;
+		if (!c->outq)
+			c->outtail = &c->outq;
+		c->outbytes -= m->len;
+		outmsg_free(m);
+	}
+	{
+		struct epoll_event ev = { .events = EPOLLIN | (c->outq ? EPOLLOUT : 0),
+					  .data.ptr = c };
+
+		epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+	}
+	if (!c->outq && c->closing) {
+		client_close(s, c);
+		return false;
+	}
+	return true;
+}
+
+/* Queue text (a JSON object, consumed) for c, with optional extra_fd
+ * (borrowed: it is duplicated). */
+static void reply(struct server *s, struct client *c, json_t *obj, int extra_fd)
+{
+	struct outmsg *m = calloc(1, sizeof(*m));
+	char env[64];
+	char *text = json_dumps(obj, JSON_COMPACT);
+	size_t len;
+	int bigfd = -1;
+
+	json_decref(obj);
+	if (c->dead) {
+		free(text);
+		free(m);
+		return;
+	}
+	if (!m || !text)
+		goto err_drop;
+	len = strlen(text);
+	if (proto_pack(text, len, s->cfg->max_message, env, sizeof(env), &bigfd) < 0)
+		goto err_drop;
+	if (bigfd >= 0) {
+		free(text);
+		text = strdup(env);
+		if (!text)
+			goto err_drop;
+		len = strlen(text);
+		m->fds[m->nfds++] = bigfd;
+		bigfd = -1;
+	}
+	if (extra_fd >= 0) {
+		int d = fcntl(extra_fd, F_DUPFD_CLOEXEC, 0);
+
+		if (d < 0)
+			goto err_drop;
+		m->fds[m->nfds++] = d;
+	}
+	m->text = text;
+	m->len = len;
+	*c->outtail = m;
+	c->outtail = &m->next;
+	c->outbytes += len;
+	if (c->outbytes > MAX_OUTQ_BYTES) {
+		log_warn("client %" PRIu64 " does not read its replies: disconnecting", c->serial);
+		client_close(s, c);
+		return;
+	}
+	client_flush(s, c);
+	return;
+
+err_drop:
+	log_error("client %" PRIu64 ": cannot build a reply: disconnecting", c->serial);
+	free(text);
+	if (m)
+		outmsg_free(m);
+	util_close(bigfd);
+	client_close(s, c);
+}
+
+static json_t *error_obj(int code, const char *msg)
+{
+	return json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", code_name(code),
+			 "message", msg);
+}
+
+static void reply_error(struct server *s, struct client *c, json_t *id, int code,
+			const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void reply_error(struct server *s, struct client *c, json_t *id, int code,
+			const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	json_t *o;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	o = error_obj(code, msg);
+	if (o && id)
+		json_object_set(o, "id", id);
+	if (o)
+		reply(s, c, o, -1);
+}
+
+static void reply_cat_error(struct server *s, struct client *c, json_t *id,
+			    const struct cat_err *err)
+{
+	json_t *o = error_obj(err->code, err->msg), *e;
+
+	if (!o)
+		return;
+	if (id)
+		json_object_set(o, "id", id);
+	e = json_object_get(o, "error");
+	if (err->array[0])
+		json_object_set_new(e, "array", json_string(err->array));
+	if (err->nblocks) {
+		json_t *b = json_array();
+
+		for (size_t i = 0; i < err->nblocks; i++)
+			json_array_append_new(b, json_integer((json_int_t)err->blocks[i]));
+		json_object_set_new(e, "blocks", b);
+	}
+	reply(s, c, o, -1);
+}
+
+static json_t *ok_obj(json_t *id)
+{
+	json_t *o = json_pack("{s:b}", "ok", 1);
+
+	if (o && id)
+		json_object_set(o, "id", id);
+	return o;
+}
+
+/* ---- JSON of catalog things ---------------------------------------------- */
+
+static json_t *slot_json(uint64_t slot)
+{
+	return slot == CAT_HOLE ? json_null() : json_integer((json_int_t)slot);
+}
+
+static json_t *meta_json(const struct cat_array *a, const struct cat_meta *m)
+{
+	json_t *shape = json_array();
+
+	for (unsigned i = 0; i < m->ndim; i++)
+		json_array_append_new(shape, json_integer((json_int_t)m->shape[i]));
+	return json_pack("{s:s,s:I,s:s,s:o,s:s#,s:I,s:I,s:I}", "name", a->name, "id",
+			 (json_int_t)a->id, "dtype", a->dtype.str, "shape", shape, "order",
+			 &a->order, (size_t)1, "block_size", (json_int_t)a->blksize, "nbytes",
+			 (json_int_t)m->nbytes, "created", (json_int_t)a->created);
+}
+
+static void add_pair(uint64_t blk, uint64_t slot, void *arg)
+{
+	json_t *pair = json_array();
+
+	json_array_append_new(pair, json_integer((json_int_t)blk));
+	json_array_append_new(pair, slot_json(slot));
+	json_array_append_new(arg, pair);
+}
+
+static bool meta_equal(const struct cat_meta *x, const struct cat_meta *y)
+{
+	return x->ndim == y->ndim && x->nbytes == y->nbytes &&
+	       !memcmp(x->shape, y->shape, x->ndim * sizeof(x->shape[0]));
+}
+
+/* What changed for c's opened arrays between revisions from and to;
+ * updates c->opened (deleted ones are dropped, re-created ones renamed to
+ * their new incarnation). */
+static json_t *changes_json(struct server *s, struct client *c, uint64_t from, uint64_t to)
+{
+	json_t *arrays = json_object();
+	size_t i = 0;
+
+	while (i < c->nopened) {
+		struct opened *op = &c->opened[i];
+		struct cat_array *a = catalog_find(s->cat, op->name, to);
+		json_t *e;
+
+		if (!a) {
+			json_object_set_new(arrays, op->name, json_pack("{s:b}", "deleted", 1));
+			c->opened[i] = c->opened[--c->nopened];
+			continue;
+		}
+		if (a->id != op->id) {
+			/* deleted and created again: everything is new */
+			json_t *blocks = json_array();
+
+			e = json_pack("{s:b,s:o}", "recreated", 1, "meta",
+				      meta_json(a, catalog_meta_at(a, to)));
+			catalog_blocks_at(a, to, add_pair, blocks);
+			json_object_set_new(e, "blocks", blocks);
+			op->id = a->id;
+		} else {
+			const struct cat_meta *mf = catalog_meta_at(a, from), *mt = catalog_meta_at(a, to);
+			json_t *blocks = json_array();
+
+			catalog_changes(a, from, to, add_pair, blocks);
+			if (json_array_size(blocks) == 0 && meta_equal(mf, mt)) {
+				json_decref(blocks);
+				i++;
+				continue;
+			}
+			e = json_pack("{s:o}", "blocks", blocks);
+			if (!meta_equal(mf, mt))
+				json_object_set_new(e, "meta", meta_json(a, mt));
+		}
+		json_object_set_new(arrays, op->name, e);
+		i++;
+	}
+	return arrays;
+}
+
+/* ---- invalidations ------------------------------------------------------- */
+
+static void publish_json(struct server *s, json_t *o)
+{
+	char *text = json_dumps(o, JSON_COMPACT);
+
+	json_decref(o);
+	if (!text)
+		return;
+	if (strlen(text) > MAX_BIG_MESSAGE / 16) {
+		/* too big to be useful: subscribers resynchronise over the socket */
+		json_t *t = json_pack("{s:s,s:I,s:I,s:b}", "store", s->store_id, "revision",
+				      (json_int_t)catalog_head(s->cat), "prev",
+				      (json_int_t)catalog_head(s->cat) - 1, "truncated", 1);
+
+		free(text);
+		text = t ? json_dumps(t, JSON_COMPACT) : NULL;
+		json_decref(t);
+		if (!text)
+			return;
+	}
+	pub_send(s->pub, text, strlen(text));
+	free(text);
+}
+
+static json_t *inval_obj(struct server *s, uint64_t rev)
+{
+	return json_pack("{s:s,s:I,s:I,s:o}", "store", s->store_id, "revision", (json_int_t)rev,
+			 "prev", (json_int_t)rev - 1, "arrays", json_object());
+}
+
+/* ---- request helpers ----------------------------------------------------- */
+
+struct req {
+	json_t *j;
+	json_t *id; /* borrowed from j, may be NULL */
+	struct proto_msg *msg;
+};
+
+/* Field helpers: on a problem, reply with an error and return false. */
+static bool get_str(struct server *s, struct client *c, struct req *r, const char *key,
+		    const char **out)
+{
+	json_t *v = json_object_get(r->j, key);
+
+	if (!json_is_string(v)) {
+		reply_error(s, c, r->id, -EINVAL, "\"%s\" must be a string", key);
+		return false;
+	}
+	*out = json_string_value(v);
+	return true;
+}
+
+static bool json_u64(json_t *v, uint64_t *out)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return false;
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
+static bool get_u64(struct server *s, struct client *c, struct req *r, const char *key,
+		    bool required, uint64_t *out)
+{
+	json_t *v = json_object_get(r->j, key);
+
+	if (!v && !required)
+		return true;
+	if (!json_u64(v, out)) {
+		reply_error(s, c, r->id, -EINVAL, "\"%s\" must be a non-negative integer", key);
+		return false;
+	}
+	return true;
+}
+
+/* Parse a shape array into m; *why on failure. */
+static bool parse_shape(json_t *v, struct cat_meta *m, const char **why)
+{
+	size_t i;
+	json_t *d;
+
+	if (!json_is_array(v) || json_array_size(v) > CAT_MAXDIM) {
+		*why = "\"shape\" must be an array of at most 32 non-negative integers";
+		return false;
+	}
+	m->ndim = (unsigned)json_array_size(v);
+	json_array_foreach(v, i, d) {
+		if (!json_u64(d, &m->shape[i])) {
+			*why = "\"shape\" must be an array of at most 32 non-negative integers";
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool opened_add(struct client *c, const struct cat_array *a)
+{
+	for (size_t i = 0; i < c->nopened; i++)
+		if (!strcmp(c->opened[i].name, a->name)) {
+			c->opened[i].id = a->id;
+			return true;
+		}
+	if (c->nopened == c->capopened) {
+		size_t ncap = c->capopened ? c->capopened * 2 : 8;
+		struct opened *n = realloc(c->opened, ncap * sizeof(*n));
+
+		if (!n)
+			return false;
+		c->opened = n;
+		c->capopened = ncap;
+	}
+	snprintf(c->opened[c->nopened].name, sizeof(c->opened[0].name), "%s", a->name);
+	c->opened[c->nopened++].id = a->id;
+	return true;
+}
+
+/* Move c's snapshot to rev (pinned); the old one stays pinned until the
+ * next request. */
+static int move_snapshot(struct server *s, struct client *c, uint64_t rev, struct cat_err *err)
+{
+	int r = catalog_pin(s->cat, rev, err);
+
+	if (r)
+		return r;
+	if (c->has_old)
+		catalog_unpin(s->cat, c->oldsnap);
+	c->oldsnap = c->snap;
+	c->has_old = true;
+	c->snap = rev;
+	return 0;
+}
+
+static bool may_write(struct server *s, struct client *c, struct req *r)
+{
+	if (c->access == ACCESS_RW)
+		return true;
+	reply_error(s, c, r->id, -EROFS, "this connection is read-only (uid %u): see the "
+		    "broker's access configuration", (unsigned)c->uid);
+	return false;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void op_hello(struct server *s, struct client *c, struct req *r)
+{
+	uint64_t version;
+	struct cat_err err;
+	json_t *o;
+
+	if (!get_u64(s, c, r, "version", true, &version))
+		return;
+	if (version != PROTO_VERSION) {
+		reply_error(s, c, r->id, SHMA_EPROTOCOL, "protocol version %" PRIu64
+			    " is not supported (this broker speaks version %d)", version,
+			    PROTO_VERSION);
+		c->closing = true;
+		return;
+	}
+	if (c->hello) {
+		reply_error(s, c, r->id, SHMA_EPROTOCOL, "hello was already done");
+		return;
+	}
+	if (catalog_pin(s->cat, catalog_head(s->cat), &err)) {
+		reply_cat_error(s, c, r->id, &err);
+		return;
+	}
+	c->hello = true;
+	c->snap = catalog_head(s->cat);
+	o = ok_obj(r->id);
+	json_object_set_new(o, "version", json_integer(PROTO_VERSION));
+	json_object_set_new(o, "store", json_string(s->store_id));
+	json_object_set_new(o, "pool_size", json_integer((json_int_t)s->pool.size));
+	json_object_set_new(o, "max_message", json_integer((json_int_t)s->cfg->max_message));
+	json_object_set_new(o, "publish", json_string(s->cfg->publish));
+	json_object_set_new(o, "revision", json_integer((json_int_t)c->snap));
+	json_object_set_new(o, "access", json_string(c->access == ACCESS_RW ? "rw" : "ro"));
+	json_object_set_new(o, "block_size", json_integer((json_int_t)s->cfg->block_size));
+	reply(s, c, o, s->pool.fd);
+}
+
+static void op_create(struct server *s, struct client *c, struct req *r)
+{
+	struct cat_create cr = { 0 };
+	struct cat_err err;
+	const char *dtype, *order = "C", *why;
+	uint64_t rev, blksize = s->cfg->block_size;
+	json_t *o, *ov;
+
+	if (!may_write(s, c, r) || !get_str(s, c, r, "name", &cr.name) ||
+	    !get_str(s, c, r, "dtype", &dtype) ||
+	    !get_u64(s, c, r, "block_size", false, &blksize))
+		return;
+	ov = json_object_get(r->j, "order");
+	if (ov && !(json_is_string(ov) && (order = json_string_value(ov)) &&
+		    (!strcmp(order, "C") || !strcmp(order, "F")))) {
+		reply_error(s, c, r->id, -EINVAL, "\"order\" must be \"C\" or \"F\"");
+		return;
+	}
+	if (dtype_parse(dtype, &cr.dtype, &why)) {
+		reply_error(s, c, r->id, -EINVAL, "bad dtype \"%.16s\": %s", dtype, why);
+		return;
+	}
+	if (!parse_shape(json_object_get(r->j, "shape"), &cr.meta, &why)) {
+		reply_error(s, c, r->id, -EINVAL, "%s", why);
+		return;
+	}
+	cr.order = order[0];
+	cr.blksize = blksize;
+	if (catalog_create(s->cat, &cr, s->cfg->max_arrays, now_ms(), &rev, &err)) {
+		reply_cat_error(s, c, r->id, &err);
+		return;
+	}
+	log_info("client %" PRIu64 ": created \"%s\" (%s) at revision %" PRIu64, c->serial,
+		 cr.name, cr.dtype.str, rev);
+	o = ok_obj(r->id);
+	json_object_set_new(o, "revision", json_integer((json_int_t)rev));
+	reply(s, c, o, -1);
+
+	o = inval_obj(s, rev);
+	{
+		struct cat_array *a = catalog_find(s->cat, cr.name, rev);
+
+		json_object_set_new(json_object_get(o, "arrays"), cr.name,
+				    json_pack("{s:b,s:o}", "created", 1, "meta",
+					      meta_json(a, catalog_meta_at(a, rev))));
+	}
+	publish_json(s, o);
+}
+
+static void op_delete(struct server *s, struct client *c, struct req *r)
+{
+	struct cat_err err;
+	const char *name;
+	uint64_t rev;
+	json_t *o;
+
+	if (!may_write(s, c, r) || !get_str(s, c, r, "name", &name))
+		return;
+	if (catalog_delete(s->cat, name, now_ms(), &rev, &err)) {
+		reply_cat_error(s, c, r->id, &err);
+		return;
+	}
+	log_info("client %" PRIu64 ": deleted \"%s\" at revision %" PRIu64, c->serial, name, rev);
+	o = ok_obj(r->id);
+	json_object_set_new(o, "revision", json_integer((json_int_t)rev));
+	reply(s, c, o, -1);
+	o = inval_obj(s, rev);
+	json_object_set_new(json_object_get(o, "arrays"), name, json_pack("{s:b}", "deleted", 1));
+	publish_json(s, o);
+}
+
+static struct cat_array *find_at_snapshot(struct server *s, struct client *c, struct req *r,
+					  const char **name)
+{
+	struct cat_array *a;
+
+	if (!get_str(s, c, r, "name", name))
+		return NULL;
+	a = catalog_find(s->cat, *name, c->snap);
+	if (!a)
+		reply_error(s, c, r->id, -ENOENT, "no array \"%.200s\" at revision %" PRIu64,
+			    *name, c->snap);
+	return a;
+}
+
+static void op_open(struct server *s, struct client *c, struct req *r)
+{
+	struct cat_array *a;
+	const char *name;
+	json_t *o, *blocks;
+
+	a = find_at_snapshot(s, c, r, &name);
+	if (!a)
+		return;
+	if (!opened_add(c, a)) {
+		reply_error(s, c, r->id, -ENOMEM, "out of memory");
+		return;
+	}
+	blocks = json_array();
+	catalog_blocks_at(a, c->snap, add_pair, blocks);
+	o = ok_obj(r->id);
+	json_object_set_new(o, "revision", json_integer((json_int_t)c->snap));
+	json_object_set_new(o, "meta", meta_json(a, catalog_meta_at(a, c->snap)));
+	json_object_set_new(o, "blocks", blocks);
+	reply(s, c, o, -1);
+}
+
+static void count_block(uint64_t blk, uint64_t slot, void *arg)
+{
+	(void)blk;
+	(void)slot;
+	(*(uint64_t *)arg)++;
+}
+
+static void op_stat(struct server *s, struct client *c, struct req *r)
+{
+	struct cat_array *a;
+	const char *name;
+	uint64_t nmat = 0;
+	json_t *o, *m;
+
+	a = find_at_snapshot(s, c, r, &name);
+	if (!a)
+		return;
+	catalog_blocks_at(a, c->snap, count_block, &nmat);
+	m = meta_json(a, catalog_meta_at(a, c->snap));
+	json_object_set_new(m, "blocks_stored", json_integer((json_int_t)nmat));
+	o = ok_obj(r->id);
+	json_object_set_new(o, "revision", json_integer((json_int_t)c->snap));
+	json_object_set_new(o, "meta", m);
+	reply(s, c, o, -1);
+}
+
+struct list_ctx {
+	json_t *arr;
+	uint64_t rev;
+};
+
+static void list_one(struct cat_array *a, void *arg)
+{
+	struct list_ctx *lc = arg;
+
+	json_array_append_new(lc->arr, meta_json(a, catalog_meta_at(a, lc->rev)));
+}
+
+static void op_list(struct server *s, struct client *c, struct req *r)
+{
+	struct list_ctx lc = { json_array(), c->snap };
+	json_t *o;
+
+	catalog_foreach(s->cat, c->snap, list_one, &lc);
+	o = ok_obj(r->id);
+	json_object_set_new(o, "revision", json_integer((json_int_t)c->snap));
+	json_object_set_new(o, "arrays", lc.arr);
+	reply(s, c, o, -1);
+}
+
+static void op_sync(struct server *s, struct client *c, struct req *r)
+{
+	uint64_t to = catalog_head(s->cat), from = c->snap;
+	struct cat_err err;
+	json_t *o;
+
+	if (!get_u64(s, c, r, "revision", false, &to))
+		return;
+	if (to != from && move_snapshot(s, c, to, &err)) {
+		reply_cat_error(s, c, r->id, &err);
+		return;
+	}
+	o = ok_obj(r->id);
+	json_object_set_new(o, "revision", json_integer((json_int_t)to));
+	json_object_set_new(o, "arrays", changes_json(s, c, from, to));
+	reply(s, c, o, -1);
+}
+
+static void op_abort(struct server *s, struct client *c, struct req *r)
+{
+	json_t *o = ok_obj(r->id);
+
+	json_object_set_new(o, "revision", json_integer((json_int_t)c->snap));
+	reply(s, c, o, -1);
+}
+
+/* Commit request -> struct cat_commit.  All allocations hang off *bufs
+ * (freed by the caller).  On a problem: reply and return false. */
+struct commit_bufs {
+	struct cat_arrchange *arrs;
+	struct cat_blkchange **blks; /* per array */
+	struct cat_run **runs;	     /* per array: all its runs */
+	size_t narr;
+};
+
+static void commit_bufs_free(struct commit_bufs *b)
+{
+	for (size_t i = 0; i < b->narr; i++) {
+		free(b->blks ? b->blks[i] : NULL);
+		free(b->runs ? b->runs[i] : NULL);
+	}
+	free(b->arrs);
+	free(b->blks);
+	free(b->runs);
+}
+
+static bool parse_commit(struct server *s, struct client *c, struct req *r,
+			 struct cat_commit *cm, struct commit_bufs *b)
+{
+	json_t *arrs = json_object_get(r->j, "arrays"), *ja;
+	uint64_t total_pages = 0;
+	const char *why;
+	size_t i;
+
+	if (!json_is_array(arrs) || json_array_size(arrs) > s->cfg->max_arrays) {
+		reply_error(s, c, r->id, -EINVAL, "\"arrays\" must be an array of at most %u "
+			    "array changes", s->cfg->max_arrays);
+		return false;
+	}
+	b->narr = json_array_size(arrs);
+	b->arrs = calloc(b->narr + 1, sizeof(*b->arrs));
+	b->blks = calloc(b->narr + 1, sizeof(*b->blks));
+	b->runs = calloc(b->narr + 1, sizeof(*b->runs));
+	if (!b->arrs || !b->blks || !b->runs)
+		goto err_nomem;
+	cm->narr = b->narr;
+	cm->arrs = b->arrs;
+	json_array_foreach(arrs, i, ja) {
+		struct cat_arrchange *ac = &b->arrs[i];
+		json_t *name = json_object_get(ja, "name"), *shape = json_object_get(ja, "shape");
+		json_t *blocks = json_object_get(ja, "blocks"), *jb;
+		size_t nruns = 0, k, j;
+
+		if (!json_is_object(ja) || !json_is_string(name)) {
+			reply_error(s, c, r->id, -EINVAL, "arrays[%zu]: an object with a string "
+				    "\"name\" is expected", i);
+			return false;
+		}
+		ac->name = json_string_value(name);
+		if (shape) {
+			ac->resize = true;
+			if (!parse_shape(shape, &ac->meta, &why)) {
+				reply_error(s, c, r->id, -EINVAL, "arrays[%zu]: %s", i, why);
+				return false;
+			}
+		}
+		if (blocks && !json_is_array(blocks)) {
+			reply_error(s, c, r->id, -EINVAL, "arrays[%zu].blocks must be an array", i);
+			return false;
+		}
+		ac->nblk = blocks ? json_array_size(blocks) : 0;
+		/* count runs first: one allocation per array */
+		json_array_foreach(blocks, k, jb) {
+			json_t *runs = json_object_get(jb, "runs");
+
+			if (!json_is_object(jb) || !json_is_array(runs)) {
+				reply_error(s, c, r->id, -EINVAL, "arrays[%zu].blocks[%zu]: an object "
+					    "with \"blk\", \"runs\" and \"data\" is expected", i, k);
+				return false;
+			}
+			nruns += json_array_size(runs);
+		}
+		b->blks[i] = calloc(ac->nblk + 1, sizeof(*b->blks[i]));
+		b->runs[i] = calloc(nruns + 1, sizeof(*b->runs[i]));
+		if (!b->blks[i] || !b->runs[i])
+			goto err_nomem;
+		ac->blks = b->blks[i];
+		nruns = 0;
+		json_array_foreach(blocks, k, jb) {
+			struct cat_blkchange *bc = &ac->blks[k];
+			json_t *runs = json_object_get(jb, "runs"), *jr;
+
+			if (!json_u64(json_object_get(jb, "blk"), &bc->blk) ||
+			    !json_u64(json_object_get(jb, "data"), &bc->data_off)) {
+				reply_error(s, c, r->id, -EINVAL, "arrays[%zu].blocks[%zu]: \"blk\" and "
+					    "\"data\" must be non-negative integers", i, k);
+				return false;
+			}
+			bc->runs = &b->runs[i][nruns];
+			bc->nruns = json_array_size(runs);
+			json_array_foreach(runs, j, jr) {
+				uint64_t first, count;
+
+				if (!json_is_array(jr) || json_array_size(jr) != 2 ||
+				    !json_u64(json_array_get(jr, 0), &first) ||
+				    !json_u64(json_array_get(jr, 1), &count) || first > UINT32_MAX ||
+				    count > UINT32_MAX) {
+					reply_error(s, c, r->id, -EINVAL, "arrays[%zu].blocks[%zu].runs[%zu]"
+						    ": a [first, count] pair of page numbers is expected",
+						    i, k, j);
+					return false;
+				}
+				bc->runs[j] = (struct cat_run){ (uint32_t)first, (uint32_t)count };
+				total_pages += count;
+			}
+			nruns += bc->nruns;
+		}
+	}
+	if (total_pages > s->cfg->max_commit_bytes / PAGE_4K) {
+		reply_error(s, c, r->id, -EMSGSIZE, "the commit changes %" PRIu64 " pages, more than "
+			    "limits.commit_bytes allows (%" PRIu64 " bytes)", total_pages,
+			    s->cfg->max_commit_bytes);
+		return false;
+	}
+	return true;
+
+err_nomem:
+	reply_error(s, c, r->id, -ENOMEM, "out of memory");
+	return false;
+}
+
+static void op_commit(struct server *s, struct client *c, struct req *r)
+{
+	struct cat_commit cm = { .base = c->snap, .data_fd = -1 };
+	struct commit_bufs b = { 0 };
+	struct cat_result res;
+	struct cat_err err;
+	uint64_t base, from = c->snap;
+	json_t *o, *inv;
+
+	if (!may_write(s, c, r))
+		return;
+	base = c->snap;
+	if (!get_u64(s, c, r, "base", false, &base) ||
+	    !parse_commit(s, c, r, &cm, &b))
+		goto out;
+	if (base != c->snap) {
+		reply_error(s, c, r->id, -EINVAL, "\"base\" %" PRIu64 " is not this connection's "
+			    "snapshot (%" PRIu64 ")", base, c->snap);
+		goto out;
+	}
+	if (r->msg->nfds > 1) {
+		reply_error(s, c, r->id, -EINVAL, "a commit carries at most one fd (its page data)");
+		goto out;
+	}
+	if (r->msg->nfds == 1)
+		cm.data_fd = r->msg->fds[0];
+	if (catalog_commit(s->cat, &cm, now_ms(), &res, &err)) {
+		if (err.code == SHMA_ECONFLICT)
+			log_info("client %" PRIu64 ": commit conflict: %s", c->serial, err.msg);
+		reply_cat_error(s, c, r->id, &err);
+		goto out;
+	}
+	/* the new revision is this client's snapshot now */
+	for (size_t i = 0; i < res.narr; i++)
+		opened_add(c, res.arrs[i].array);
+	if (move_snapshot(s, c, res.rev, &err))
+		log_error("cannot pin revision %" PRIu64 ": %s", res.rev, err.msg);
+	o = ok_obj(r->id);
+	json_object_set_new(o, "revision", json_integer((json_int_t)res.rev));
+	json_object_set_new(o, "arrays", changes_json(s, c, from, res.rev));
+	reply(s, c, o, -1);
+
+	inv = inval_obj(s, res.rev);
+	for (size_t i = 0; i < res.narr; i++) {
+		struct cat_result_arr *ra = &res.arrs[i];
+		json_t *blocks = json_array(), *e;
+
+		for (size_t k = 0; k < ra->n; k++)
+			add_pair(ra->blks[k], ra->slots[k], blocks);
+		e = json_pack("{s:I,s:o}", "id", (json_int_t)ra->array->id, "blocks", blocks);
+		if (ra->resized)
+			json_object_set_new(e, "meta",
+					    meta_json(ra->array, catalog_meta_at(ra->array, res.rev)));
+		json_object_set_new(json_object_get(inv, "arrays"), ra->array->name, e);
+	}
+	publish_json(s, inv);
+	catalog_result_free(&res);
+out:
+	commit_bufs_free(&b);
+}
+
+static void op_stats(struct server *s, struct client *c, struct req *r)
+{
+	struct cat_stats st;
+	json_t *o;
+
+	catalog_stats(s->cat, &st);
+	o = ok_obj(r->id);
+	json_object_set_new(o, "stats",
+			    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+				      "pool_size", (json_int_t)st.pool_size, "pool_used",
+				      (json_int_t)st.pool_used, "slots", (json_int_t)st.nslots,
+				      "head", (json_int_t)st.head, "oldest_kept",
+				      (json_int_t)st.oldest_kept, "revisions_kept",
+				      (json_int_t)(st.head - st.oldest_kept + 1), "pins",
+				      (json_int_t)st.npins, "arrays", (json_int_t)st.narrays,
+				      "incarnations", (json_int_t)st.nincarnations, "versions",
+				      (json_int_t)st.nversions, "clients", (json_int_t)s->nclients,
+				      "commits", (json_int_t)st.commits, "conflicts",
+				      (json_int_t)st.conflicts, "uptime_ms",
+				      (json_int_t)(now_ms() - s->start_ms)));
+	reply(s, c, o, -1);
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(struct server *s, struct client *c, struct req *r);
+	bool fds_allowed;
+} ops[] = {
+	{ "hello", op_hello, false },	{ "create", op_create, false },
+	{ "delete", op_delete, false }, { "open", op_open, false },
+	{ "stat", op_stat, false },	{ "list", op_list, false },
+	{ "sync", op_sync, false },	{ "abort", op_abort, false },
+	{ "commit", op_commit, true },	{ "stats", op_stats, false },
+};
+
+static void handle(struct server *s, struct client *c, struct proto_msg *msg)
+{
+	struct req r = { .msg = msg };
+	json_error_t jerr;
+	json_t *op;
+	size_t i;
+
+	/* the client has applied our last reply: its previous snapshot may go */
+	if (c->has_old) {
+		catalog_unpin(s->cat, c->oldsnap);
+		c->has_old = false;
+	}
+	r.j = json_loadb(msg->text, msg->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!r.j) {
+		reply_error(s, c, NULL, SHMA_EPROTOCOL, "the request is not valid JSON: %s at "
+			    "column %d", jerr.text, jerr.column);
+		return;
+	}
+	if (!json_is_object(r.j)) {
+		reply_error(s, c, NULL, SHMA_EPROTOCOL, "a request must be a JSON object");
+		goto out;
+	}
+	r.id = json_object_get(r.j, "id");
+	op = json_object_get(r.j, "op");
+	if (!json_is_string(op)) {
+		reply_error(s, c, r.id, SHMA_EPROTOCOL, "a request needs a string \"op\"");
+		goto out;
+	}
+	for (i = 0; i < ARRAY_SIZE(ops); i++)
+		if (!strcmp(ops[i].name, json_string_value(op)))
+			break;
+	if (i == ARRAY_SIZE(ops)) {
+		reply_error(s, c, r.id, SHMA_EPROTOCOL, "unknown request \"%.32s\"",
+			    json_string_value(op));
+		goto out;
+	}
+	if (!c->hello && ops[i].fn != op_hello) {
+		reply_error(s, c, r.id, SHMA_EPROTOCOL, "the first request must be \"hello\"");
+		goto out;
+	}
+	if (msg->nfds && !ops[i].fds_allowed) {
+		reply_error(s, c, r.id, SHMA_EPROTOCOL, "\"%s\" carries no file descriptors",
+			    ops[i].name);
+		goto out;
+	}
+	log_debug("client %" PRIu64 ": %s", c->serial, ops[i].name);
+	ops[i].fn(s, c, &r);
+	catalog_gc(s->cat, now_ms());
+out:
+	json_decref(r.j);
+}
+
+/* ---- clients ------------------------------------------------------------- */
+
+/* Disconnect c: its snapshot pins go, its fd closes.  The record itself is
+ * freed by reap(), so callers up the stack may still look at c->dead. */
+static void client_close(struct server *s, struct client *c)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	while (c->outq) {
+		struct outmsg *m = c->outq;
+
+		c->outq = m->next;
+		outmsg_free(m);
+	}
+	c->outtail = &c->outq;
+	if (c->hello)
+		catalog_unpin(s->cat, c->snap);
+	if (c->has_old)
+		catalog_unpin(s->cat, c->oldsnap);
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	util_close(c->fd);
+	c->fd = -1;
+	list_del_init(&c->link);
+	list_add_tail(&c->link, &s->dead);
+	s->nclients--;
+	log_debug("client %" PRIu64 " gone", c->serial);
+	catalog_gc(s->cat, now_ms());
+}
+
+static void reap(struct server *s)
+{
+	while (!list_empty(&s->dead)) {
+		struct client *c = container_of(s->dead.next, struct client, link);
+
+		list_del_init(&c->link);
+		free(c->opened);
+		free(c);
+	}
+}
+
+/* Refuse a connection with one error message, without a client record. */
+static void refuse(int fd, int code, const char *msg)
+{
+	json_t *o = error_obj(code, msg);
+	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	if (text)
+		(void)proto_send_raw(fd, text, strlen(text), NULL, 0, MSG_DONTWAIT);
+	free(text);
+	json_decref(o);
+	util_close(fd);
+}
+
+static void on_accept(struct server *s)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	gid_t gids[MAX_GROUPS];
+	socklen_t glen = sizeof(gids);
+	size_t ngids = 0;
+	enum access acc;
+	struct client *c;
+	char msg[256];
+	int fd;
+
+	fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			log_warn("accept: %s", strerror(errno));
+		return;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		log_warn("SO_PEERCRED: %s", strerror(errno));
+		util_close(fd);
+		return;
+	}
+	gids[ngids++] = cred.gid;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, gids + 1, &glen) == 0)
+		ngids += glen / sizeof(gid_t);
+	acc = config_access(s->cfg, cred.uid, gids, ngids, geteuid());
+	if (acc == ACCESS_NONE) {
+		log_warn("refused pid %d uid %u: not allowed by the access configuration",
+			 (int)cred.pid, (unsigned)cred.uid);
+		snprintf(msg, sizeof(msg), "uid %u may not connect to this broker (access "
+			 "configuration)", (unsigned)cred.uid);
+		refuse(fd, -EACCES, msg);
+		return;
+	}
+	if (s->nclients >= s->cfg->max_clients) {
+		log_warn("refused pid %d: too many clients (%u)", (int)cred.pid,
+			 s->cfg->max_clients);
+		snprintf(msg, sizeof(msg), "too many clients (limit %u)", s->cfg->max_clients);
+		refuse(fd, -EUSERS, msg);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		refuse(fd, -ENOMEM, "out of memory");
+		return;
+	}
+	c->fd = fd;
+	c->pid = cred.pid;
+	c->uid = cred.uid;
+	c->access = acc;
+	c->serial = ++s->serial;
+	c->outtail = &c->outq;
+	{
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+
+		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			free(c);
+			refuse(fd, -errno, "internal error");
+			return;
+		}
+	}
+	list_add_tail(&c->link, &s->clients);
+	s->nclients++;
+	log_debug("client %" PRIu64 ": pid %d uid %u (%s)", c->serial, (int)c->pid,
+		  (unsigned)c->uid, acc == ACCESS_RW ? "rw" : "ro");
+}
+
+static void on_client(struct server *s, struct client *c, uint32_t events)
+{
+	/* a few requests per wakeup, then let others in */
+	for (int n = 0; n < 16 && !(events & EPOLLERR); n++) {
+		struct proto_msg msg;
+		int r;
+
+		if (c->closing || c->dead)
+			return;
+		r = proto_recv(c->fd, s->cfg->max_message, MAX_BIG_MESSAGE, &msg);
+		if (r == -EAGAIN)
+			break;
+		if (r == 1 || (r < 0 && r != -EMSGSIZE && r != SHMA_EPROTOCOL)) {
+			client_close(s, c);
+			return;
+		}
+		if (r == -EMSGSIZE) {
+			reply_error(s, c, NULL, -EMSGSIZE, "message longer than %u bytes: send it "
+				    "in a memfd ({\"big\":N}, see PROTOCOL.md)", s->cfg->max_message);
+			continue;
+		}
+		if (r == SHMA_EPROTOCOL) {
+			reply_error(s, c, NULL, SHMA_EPROTOCOL, "malformed message (bad envelope, "
+				    "too many file descriptors, or a NUL in the text)");
+			continue;
+		}
+		handle(s, c, &msg);
+		proto_msg_free(&msg);
+		if (c->dead)
+			return;
+	}
+	if (events & (EPOLLHUP | EPOLLERR)) {
+		client_close(s, c);
+		return;
+	}
+	if (events & EPOLLOUT)
+		client_flush(s, c);
+}
+
+/* ---- setup --------------------------------------------------------------- */
+
+/* Create dir (and parents) with mode 0700 if missing; refuse a directory we
+ * do not own or others can write. */
+static int make_runtime_dir(const char *dir, char *errbuf, size_t errlen)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	size_t len = strlen(dir);
+
+	if (len >= sizeof(path)) {
+		snprintf(errbuf, errlen, "runtime directory path too long");
+		return -ENAMETOOLONG;
+	}
+	memcpy(path, dir, len + 1);
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+			snprintf(errbuf, errlen, "cannot create %s: %s", path, strerror(errno));
+			return -errno;
+		}
+		*p = '/';
+	}
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		snprintf(errbuf, errlen, "cannot create runtime directory %s: %s", path,
+			 strerror(errno));
+		return -errno;
+	}
+	if (stat(path, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		snprintf(errbuf, errlen, "runtime directory %s is not a directory", path);
+		return -ENOTDIR;
+	}
+	if (sb.st_uid != geteuid() || (sb.st_mode & 0022)) {
+		snprintf(errbuf, errlen, "runtime directory %s must belong to uid %u and not be "
+			 "writable by group or others", path, (unsigned)geteuid());
+		return -EPERM;
+	}
+	return 0;
+}
+
+static int listen_socket(struct server *s, char *errbuf, size_t errlen)
+{
+	const struct broker_config *cfg = s->cfg;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, err;
+
+	if (strlen(cfg->socket_path) >= sizeof(sa.sun_path)) {
+		snprintf(errbuf, errlen, "socket path too long: %s", cfg->socket_path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, cfg->socket_path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(errbuf, errlen, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int probe;
+
+		if (errno != EADDRINUSE)
+			goto err_bind;
+		/* a live broker answers; a stale file from a dead one does not */
+		probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			util_close(probe);
+			snprintf(errbuf, errlen, "another broker is listening on %s",
+				 cfg->socket_path);
+			err = -EADDRINUSE;
+			goto err_close;
+		}
+		util_close(probe);
+		if (unlink(cfg->socket_path) < 0 ||
+		    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			goto err_bind;
+	}
+	s->socket_bound = true;
+	if (chmod(cfg->socket_path, cfg->socket_mode) < 0 ||
+	    (cfg->socket_gid >= 0 && chown(cfg->socket_path, (uid_t)-1, (gid_t)cfg->socket_gid) < 0)) {
+		snprintf(errbuf, errlen, "cannot set mode/group of %s: %s", cfg->socket_path,
+			 strerror(errno));
+		err = -errno;
+		goto err_close;
+	}
+	if (listen(fd, 128) < 0) {
+		snprintf(errbuf, errlen, "listen: %s", strerror(errno));
+		err = -errno;
+		goto err_close;
+	}
+	s->lfd = fd;
+	return 0;
+
+err_bind:
+	snprintf(errbuf, errlen, "cannot bind %s: %s", cfg->socket_path, strerror(errno));
+	err = -errno;
+err_close:
+	util_close(fd);
+	return err;
+}
+
+static void make_store_id(char *out)
+{
+	unsigned char b[16];
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (fd < 0 || read(fd, b, sizeof(b)) != (ssize_t)sizeof(b)) {
+		/* no urandom: time and pid still tell stores apart */
+		uint64_t x = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+
+		memcpy(b, &x, 8);
+		x ^= (uint64_t)getpid() << 32;
+		memcpy(b + 8, &x, 8);
+	}
+	util_close(fd);
+	for (int i = 0; i < 16; i++)
+		sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+int server_new(const struct broker_config *cfg, struct server **out, char *errbuf,
+	       size_t errlen)
+{
+	struct cat_retention ret = { cfg->keep_revisions, cfg->keep_ms };
+	struct itimerspec its = {
+		.it_interval = { GC_INTERVAL_MS / 1000, (GC_INTERVAL_MS % 1000) * 1000000L },
+		.it_value = { GC_INTERVAL_MS / 1000, (GC_INTERVAL_MS % 1000) * 1000000L },
+	};
+	struct epoll_event ev;
+	struct server *s;
+	sigset_t sigs;
+	int err;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->cfg = cfg;
+	s->epfd = s->lfd = s->sigfd = s->timerfd = -1;
+	list_init(&s->clients);
+	list_init(&s->dead);
+	s->start_ms = now_ms();
+	make_store_id(s->store_id);
+	signal(SIGPIPE, SIG_IGN);
+
+	err = make_runtime_dir(cfg->runtime_dir, errbuf, errlen);
+	if (err)
+		goto err_free;
+	err = pool_init(&s->pool, cfg->pool_size);
+	if (err) {
+		snprintf(errbuf, errlen, "cannot create the page pool (%" PRIu64 " bytes): %s",
+			 cfg->pool_size, strerror(-err));
+		goto err_free;
+	}
+	s->pool_ok = true;
+	err = catalog_new(&s->pool, &store_memory, &ret, now_ms(), &s->cat);
+	if (err) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto err_free;
+	}
+	/* the socket first: it tells whether another broker runs on this
+	 * configuration, before the publisher takes over its endpoint */
+	err = listen_socket(s, errbuf, errlen);
+	if (err)
+		goto err_free;
+	err = pub_new(cfg->publish, &s->pub, errbuf, errlen);
+	if (err)
+		goto err_free;
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	s->sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	s->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (s->sigfd < 0 || s->timerfd < 0 || s->epfd < 0 ||
+	    timerfd_settime(s->timerfd, 0, &its, NULL) < 0) {
+		err = -errno;
+		snprintf(errbuf, errlen, "cannot set up the event loop: %s", strerror(errno));
+		goto err_free;
+	}
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.ptr = &s->lfd };
+	err = epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &ev);
+	ev.data.ptr = &s->sigfd;
+	err = err ? err : epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->sigfd, &ev);
+	ev.data.ptr = &s->timerfd;
+	err = err ? err : epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->timerfd, &ev);
+	if (err) {
+		err = -errno;
+		snprintf(errbuf, errlen, "epoll_ctl: %s", strerror(errno));
+		goto err_free;
+	}
+	*out = s;
+	return 0;
+
+err_free:
+	server_free(&s);
+	return err;
+}
+
+int server_run(struct server *s)
+{
+	struct epoll_event evs[64];
+
+	log_info("listening on %s (%s), publishing on %s, pool %" PRIu64 " MiB, store %s",
+		 s->cfg->socket_path, "SOCK_SEQPACKET", s->cfg->publish, s->pool.size >> 20,
+		 s->store_id);
+	for (;;) {
+		int n = epoll_wait(s->epfd, evs, (int)ARRAY_SIZE(evs), -1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			log_error("epoll_wait: %s", strerror(errno));
+			return -errno;
+		}
+		for (int i = 0; i < n; i++) {
+			void *p = evs[i].data.ptr;
+
+			if (p == &s->lfd) {
+				on_accept(s);
+			} else if (p == &s->sigfd) {
+				struct signalfd_siginfo si;
+
+				if (read(s->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+					log_info("signal %u: stopping", si.ssi_signo);
+					return 0;
+				}
+			} else if (p == &s->timerfd) {
+				uint64_t ticks;
+
+				if (read(s->timerfd, &ticks, sizeof(ticks)) > 0)
+					catalog_gc(s->cat, now_ms());
+			} else if (!((struct client *)p)->dead) {
+				on_client(s, p, evs[i].events);
+			}
+		}
+		reap(s);
+	}
+}
+
+void server_free(struct server **sp)
+{
+	struct server *s = *sp;
+
+	if (!s)
+		return;
+	while (!list_empty(&s->clients))
+		client_close(s, container_of(s->clients.next, struct client, link));
+	reap(s);
+	if (s->socket_bound)
+		unlink(s->cfg->socket_path);
+	util_close(s->lfd);
+	util_close(s->sigfd);
+	util_close(s->timerfd);
+	util_close(s->epfd);
+	pub_free(&s->pub);
+	catalog_free(&s->cat);
+	if (s->pool_ok)
+		pool_fini(&s->pool);
+	free(s);
+	*sp = NULL;
+}
