@@ -23,7 +23,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
            -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread -fPIC $(WARN) $(SAN_CFLAGS) $(CFLAGS) \
-           -Ilibshm -Ibroker -MMD -MP
+           -Ilibshm -Ibroker -Itests/lib -MMD -MP
 LDLIBS  := -pthread
 
 ifeq ($(SAN),asan)
@@ -45,6 +45,9 @@ LIB_SRC   := $(wildcard libshm/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%)
+INTEG_SRC := $(wildcard tests/integration/test_*.c)
+INTEG_BIN := $(INTEG_SRC:%.c=$(BUILD)/%)
+HARNESS_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/lib/*.c))
 CRASH_SRC := $(wildcard tests/crash/crash_*.c)
 CRASH_BIN := $(CRASH_SRC:%.c=$(BUILD)/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
@@ -63,7 +66,7 @@ all: lib programs tests benches
 
 lib: $(BUILD)/libshm.a $(BUILD)/libshm.so
 programs: $(PROGRAMS)
-tests: programs $(UNIT_BIN) $(CRASH_BIN)
+tests: programs $(UNIT_BIN) $(INTEG_BIN) $(CRASH_BIN)
 benches: $(BENCH_BIN)
 
 $(BUILD)/%.o: %.c
@@ -100,6 +103,9 @@ TEST_LIBS = $(BROKER_LIB) $(BUILD)/libshm.a
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(TEST_LIBS)
 	$(CC) $(SAN_LDFLAGS) -o $@ $< $(TEST_LIBS) $(CMOCKA_LIBS) $(DEP_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(TEST_LIBS)
+	$(CC) $(SAN_LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(TEST_LIBS) $(CMOCKA_LIBS) $(DEP_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/crash/%: $(BUILD)/tests/crash/%.o $(TEST_LIBS)
 	$(CC) $(SAN_LDFLAGS) -o $@ $< $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS)

@@ -43,6 +43,12 @@ for t in "$build"/tests/unit/test_*; do
 	case "$t" in *.o|*.d) continue;; esac
 	run "unit/$(basename "$t")" "${wrap[@]}" "$t"
 done
+# Integration tests start their own broker (tests/lib/harness.c).
+for t in "$build"/tests/integration/test_*; do
+	[ -x "$t" ] && [ -f "$t" ] || continue
+	case "$t" in *.o|*.d) continue;; esac
+	run "integration/$(basename "$t")" "${wrap[@]}" "$t"
+done
 # Crash tests fork the program that must die and check how it died; they are
 # not run under valgrind (which reports the deliberate crashes).
 for t in "$build"/tests/crash/crash_*; do
