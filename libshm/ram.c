@@ -28,6 +28,7 @@ int shma_ram_new(size_t limit, shma_ram **out)
 	for (size_t i = 0; i < ARRAY_SIZE(ram->cache); i++)
 		ram->cache[i] = RAM_NONE;
 	ram->cache_max = limit / 4 < RAM_CACHE_MAX ? limit / 4 : RAM_CACHE_MAX;
+	ram->max_pages = SHMA_RAM_DEFAULT_MAX_PAGES;
 	err = balloc_init(&ram->units, limit / PAGE_4K);
 	if (err)
 		goto err_free_ram;
@@ -164,6 +165,16 @@ void ram_free(struct shma_ram *ram, uint64_t off, size_t size)
 	(void)fallocate(ram->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
 			(off_t)size);
 	balloc_mark(&ram->units, off / PAGE_4K, size / PAGE_4K, false);
+}
+
+int shma_ram_set_max_pages(shma_ram *ram, size_t max_pages)
+{
+	if (max_pages == 0)
+		return -EINVAL;
+	vm_lock();
+	ram->max_pages = max_pages;
+	vm_unlock();
+	return 0;
 }
 
 size_t shma_ram_trim(shma_ram *ram)

@@ -34,8 +34,10 @@ struct shma_ram {
 			     * the offset of the next in its first 8 bytes */
 	size_t npages;	  /* pages allocated */
 	size_t nreclaimed;
+	size_t npages_all; /* pages of any kind of the handles on this RAM */
+	size_t max_pages;  /* bound on npages_all (mappings cost kernel VMAs) */
 	size_t nfileh;	      /* open file handles using this RAM */
-	struct list_head lru; /* clean pages that hold RAM, least recently used first
+	struct list_head lru; /* clean (LOADED) pages, least recently used first
 			       * (struct page.lru; managed by virtmem) */
 };
 

@@ -91,9 +91,19 @@ int shma_ram_new(size_t limit, shma_ram **out);
 int shma_ram_destroy(shma_ram **ramp);
 
 /* Evict up to `max` least-recently-used clean pages (never dirty or loading
- * ones): each is unmapped from every mapping and its memory freed; the next
- * access loads it again.  Returns how many pages were evicted. */
+ * ones) — RAM-backed ones and direct-mapped ones alike: each is unmapped
+ * from every mapping and its memory freed; the next access loads it again.
+ * Returns how many pages were evicted. */
 size_t shma_ram_reclaim(shma_ram *ram, size_t max);
+
+/* Bound the number of pages (loaded, dirty or loading; RAM-backed or mapped
+ * from a base) of all handles using this RAM.  Every mapped block costs the
+ * process a kernel VMA or two, and vm.max_map_count (65530 by default) caps
+ * those: past the bound the least-recently-used clean pages are evicted, and
+ * if none is clean the access fails with SHMA_ERAMLIMIT.  Default
+ * SHMA_RAM_DEFAULT_MAX_PAGES.  0 or -EINVAL (max_pages == 0). */
+#define SHMA_RAM_DEFAULT_MAX_PAGES 16384
+int shma_ram_set_max_pages(shma_ram *ram, size_t max_pages);
 
 /* Give the memory of freed pages kept for reuse back to the system; returns
  * how many bytes. */
@@ -122,6 +132,12 @@ typedef struct shma_file shma_file;
  * SHMA_ERECURSIVE (shma_prefault there returns SHMA_ERECURSIVE).
  * All return 0 or a negative error code. */
 struct shma_file_ops {
+	/* SHMA_FILE_COW_PRIVATE (direct-map only): the first write to a block
+	 * maps its base MAP_PRIVATE read-write in the faulting mapping, so the
+	 * kernel copies only the 4 KiB pages written and no RAM is used.  Such
+	 * a block's changes live in that one mapping; should another mapping of
+	 * the handle need the block (or that mapping go), they move into RAM. */
+	unsigned flags;
 	/* copy-in: fill all of buf (blksize bytes; contents unspecified on entry)
 	 * with block blk. */
 	int (*loadblk)(shma_file *f, uint64_t blk, void *buf);
@@ -134,6 +150,8 @@ struct shma_file_ops {
 	 * of the file may still map the block. */
 	int (*mapblk)(shma_file *f, uint64_t blk, int *fd, uint64_t *off);
 };
+
+enum { SHMA_FILE_COW_PRIVATE = 1 << 0 };
 
 /* Create a file.  ops is borrowed and must outlive the file; opaque is the
  * caller's, returned by shma_file_opaque().  blksize: power of two >= 4096.
@@ -230,7 +248,10 @@ typedef struct shma_mapping shma_mapping;
  * handler if it is not installed.  *out is owned: release with
  * shma_unmap().  Pages stay with the handle, so unmapping keeps dirty data. */
 int shma_map(shma_fileh *fh, uint64_t first, uint64_t nblk, shma_mapping **out);
-void shma_unmap(shma_mapping **mp);
+/* Unmap.  Private copies held only by this mapping (SHMA_FILE_COW_PRIVATE)
+ * move into RAM first; if RAM cannot take them, nothing is unmapped and
+ * SHMA_ERAMLIMIT is returned (the changes are kept).  NULLs *mp on success. */
+int shma_unmap(shma_mapping **mp);
 
 /* Start of the mapping's memory (valid until shma_unmap) and its length. */
 void *shma_mapping_addr(const shma_mapping *m);

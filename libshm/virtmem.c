@@ -54,37 +54,6 @@ _Noreturn void vm_fatal(const char *msg)
 	abort();
 }
 
-/* ---- state checks ------------------------------------------------------ */
-
-#ifdef NDEBUG
-#define page_check(p) ((void)(p))
-#else
-static void page_check(const struct page *p)
-{
-	const struct shma_file *f = p->fh->file;
-
-	assert(pagemap_get(&p->fh->pages, p->blk) == p);
-	switch (p->state) {
-	case SHMA_PAGE_LOADING:
-	case SHMA_PAGE_LOADING_INVALIDATED:
-		assert(p->nmapped == 0);
-		assert(f->direct || p->has_ram);
-		assert(list_empty(&p->lru));
-		break;
-	case SHMA_PAGE_LOADED:
-		assert(f->direct ? !p->has_ram : p->has_ram);
-		assert(f->direct || !list_empty(&p->lru));
-		break;
-	case SHMA_PAGE_DIRTY:
-		assert(p->has_ram);
-		assert(!list_empty(&p->lru));
-		break;
-	default:
-		assert(!"page in an impossible state");
-	}
-}
-#endif
-
 /* ---- mapping registry -------------------------------------------------- */
 
 /* Index of the first mapping whose end is above addr. */
@@ -173,6 +142,39 @@ static char *vma_blk_addr(const struct shma_mapping *m, uint64_t blk)
 	return m->addr + ((blk - m->first) << m->fh->file->blkshift);
 }
 
+/* ---- state checks ------------------------------------------------------ */
+
+#ifdef NDEBUG
+#define page_check(p) ((void)(p))
+#else
+static void page_check(const struct page *p)
+{
+	const struct shma_file *f = p->fh->file;
+
+	assert(pagemap_get(&p->fh->pages, p->blk) == p);
+	switch (p->state) {
+	case SHMA_PAGE_LOADING:
+	case SHMA_PAGE_LOADING_INVALIDATED:
+		assert(p->nmapped == 0);
+		assert(f->direct || p->has_ram);
+		assert(list_empty(&p->lru));
+		break;
+	case SHMA_PAGE_LOADED:
+		assert(f->direct ? !p->has_ram : p->has_ram);
+		assert(!list_empty(&p->lru));
+		assert(!p->priv);
+		break;
+	case SHMA_PAGE_DIRTY:
+		assert(p->has_ram != (p->priv != NULL));
+		assert(!p->priv || (p->nmapped == 1 && vma_test(p->priv, p->blk)));
+		assert(!list_empty(&p->lru));
+		break;
+	default:
+		assert(!"page in an impossible state");
+	}
+}
+#endif
+
 /* ---- pages ------------------------------------------------------------- */
 
 /* Map page p into mapping m at its block, with the protection its state
@@ -186,6 +188,8 @@ static int page_map_into(struct page *p, struct shma_mapping *m)
 	if (p->has_ram)
 		r = mmap(addr, f->blksize, prot, MAP_SHARED | MAP_FIXED, p->fh->ram->fd,
 			 (off_t)p->ram_off);
+	else if (p->priv) /* a private copy exists only where it was made */
+		return p->priv == m ? 0 : -EINVAL;
 	else if (p->base_fd >= 0)
 		r = mmap(addr, f->blksize, prot, MAP_SHARED | MAP_FIXED, p->base_fd,
 			 (off_t)p->base_off);
@@ -250,18 +254,24 @@ static void page_drop(struct page *p)
 	if (p->has_ram)
 		ram_free(fh->ram, p->ram_off, fh->file->blksize);
 	pagemap_del(&fh->pages, p->blk);
+	fh->ram->npages_all--;
 	free(p);
 }
 
-/* Evict up to max least-recently-used clean pages of ram. */
-static size_t ram_reclaim_locked(struct shma_ram *ram, size_t max)
+/* Evict up to max least-recently-used clean pages of ram (with ram_only,
+ * only those holding RAM). */
+static size_t ram_reclaim_locked(struct shma_ram *ram, size_t max, bool ram_only)
 {
+	struct list_head *it = ram->lru.next;
 	size_t n = 0;
 
-	while (n < max && !list_empty(&ram->lru)) {
-		struct page *p = container_of(ram->lru.next, struct page, lru);
+	while (n < max && it != &ram->lru) {
+		struct page *p = container_of(it, struct page, lru);
 
+		it = it->next;
 		assert(p->state == SHMA_PAGE_LOADED);
+		if (ram_only && !p->has_ram)
+			continue;
 		page_drop(p);
 		n++;
 	}
@@ -277,9 +287,59 @@ static int page_alloc_ram(struct shma_fileh *fh, uint64_t *off)
 
 		if (err != SHMA_ERAMLIMIT)
 			return err;
-		if (ram_reclaim_locked(fh->ram, 1) == 0)
+		if (ram_reclaim_locked(fh->ram, 1, true) == 0)
 			return SHMA_ERAMLIMIT;
 	}
+}
+
+const void *vm_page_data(const struct page *p)
+{
+	if (p->has_ram)
+		return ram_addr(p->fh->ram, p->ram_off);
+	if (p->priv)
+		return vma_blk_addr(p->priv, p->blk);
+	return NULL;
+}
+
+/* A private copy (DIRTY, priv) moves into a RAM page shared by every
+ * mapping; the data the program sees does not change. */
+int vm_page_to_ram(struct page *p)
+{
+	struct shma_fileh *fh = p->fh;
+	struct shma_mapping *m;
+	uint64_t off;
+	int err;
+
+	if (!p->priv)
+		return 0;
+	err = page_alloc_ram(fh, &off);
+	if (err)
+		return err;
+	memcpy(ram_addr(fh->ram, off), vma_blk_addr(p->priv, p->blk), fh->file->blksize);
+	p->has_ram = true;
+	p->ram_off = off;
+	p->priv = NULL;
+	for_each_vma_mapping(m, p)
+		if (page_map_into(p, m) < 0)
+			vm_fatal("cannot map a private copy moved into RAM");
+	return 0;
+}
+
+/* May a write to p through m be served by a MAP_PRIVATE copy in m?  Only if
+ * no other mapping of the handle covers the block. */
+static bool can_cow_private(const struct page *p, const struct shma_mapping *m)
+{
+	const struct list_head *it;
+
+	if (!(p->fh->file->flags & SHMA_FILE_COW_PRIVATE))
+		return false;
+	for (it = p->fh->mappings.next; it != &p->fh->mappings; it = it->next) {
+		const struct shma_mapping *o = container_of(it, struct shma_mapping, in_fileh);
+
+		if (o != m && vma_covers(o, p->blk))
+			return false;
+	}
+	return true;
 }
 
 /* Copy the clean data of a direct-map block into RAM at off. */
@@ -289,7 +349,7 @@ static int page_copy_base(struct page *p, uint64_t off)
 	char *dst = ram_addr(p->fh->ram, off);
 
 	if (p->base_fd < 0) {
-		memset(dst, 0, bs); /* fresh RAM pages are zero: this is cheap */
+		memset(dst, 0, bs); /* a recycled RAM page holds old data */
 		return 0;
 	}
 	while (done < bs) {
@@ -306,13 +366,31 @@ static int page_copy_base(struct page *p, uint64_t off)
 	return 0;
 }
 
-/* LOADED -> DIRTY. */
-static int page_make_dirty(struct page *p)
+/* LOADED -> DIRTY, for a write through mapping wm. */
+static int page_make_dirty(struct page *p, struct shma_mapping *wm)
 {
 	struct shma_fileh *fh = p->fh;
 	struct shma_mapping *m;
 
-	if (fh->file->direct) {
+	if (fh->file->direct && can_cow_private(p, wm)) {
+		void *addr = vma_blk_addr(wm, p->blk), *r;
+
+		if (p->base_fd >= 0)
+			r = mmap(addr, fh->file->blksize, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_FIXED, p->base_fd, (off_t)p->base_off);
+		else
+			r = mmap(addr, fh->file->blksize, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		if (r == MAP_FAILED)
+			return -errno;
+		if (!vma_test(wm, p->blk)) {
+			vma_set(wm, p->blk, true);
+			p->nmapped++;
+		}
+		p->priv = wm;
+		list_del_init(&p->lru);
+		p->state = SHMA_PAGE_DIRTY;
+	} else if (fh->file->direct) {
 		uint64_t off;
 		int err = page_alloc_ram(fh, &off);
 
@@ -325,6 +403,7 @@ static int page_make_dirty(struct page *p)
 		}
 		p->has_ram = true;
 		p->ram_off = off;
+		list_del_init(&p->lru);
 		p->state = SHMA_PAGE_DIRTY;
 		/* every mapping switches from the base to the private copy */
 		for_each_vma_mapping(m, p)
@@ -379,6 +458,10 @@ retry:
 		return 0;
 	}
 
+	/* the bound on pages (each costs mappings): evict a clean one */
+	if (fh->ram->npages_all >= fh->ram->max_pages &&
+	    ram_reclaim_locked(fh->ram, 1, false) == 0)
+		return SHMA_ERAMLIMIT;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
@@ -398,6 +481,7 @@ retry:
 	if (err)
 		goto err_free_ram;
 	list_add_tail(&p->in_fileh, &fh->pagelist);
+	fh->ram->npages_all++;
 
 	vm_unlock();
 	if (f->direct) {
@@ -427,8 +511,7 @@ retry:
 		return err;
 	}
 	p->state = SHMA_PAGE_LOADED;
-	if (p->has_ram)
-		list_add_tail(&p->lru, &fh->ram->lru);
+	list_add_tail(&p->lru, &fh->ram->lru);
 	pthread_cond_broadcast(&vm_cond);
 	page_check(p);
 	*out = p;
@@ -464,11 +547,17 @@ static int vm_access(struct shma_mapping *m, uint64_t blk, int write)
 		write = 1;
 	if (write > 0 && p->state == SHMA_PAGE_LOADED) {
 		/* remaps or reprotects it wherever it is mapped already */
-		err = page_make_dirty(p);
+		err = page_make_dirty(p, m);
 		if (err)
 			return err;
 	}
-	if (p->state == SHMA_PAGE_LOADED && p->has_ram) {
+	/* another mapping needs a private copy: it moves into shared RAM */
+	if (p->priv && p->priv != m) {
+		err = vm_page_to_ram(p);
+		if (err)
+			return err;
+	}
+	if (p->state == SHMA_PAGE_LOADED) {
 		/* most recently used goes to the tail */
 		list_del_init(&p->lru);
 		list_add_tail(&p->lru, &fh->ram->lru);
@@ -509,6 +598,9 @@ int shma_file_new(const struct shma_file_ops *ops, size_t blksize, void *opaque,
 		return -EINVAL;
 	if (!ops->loadblk == !ops->mapblk) /* exactly one kind */
 		return -EINVAL;
+	if ((ops->flags & ~(unsigned)SHMA_FILE_COW_PRIVATE) ||
+	    ((ops->flags & SHMA_FILE_COW_PRIVATE) && !ops->mapblk))
+		return -EINVAL;
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
@@ -516,6 +608,7 @@ int shma_file_new(const struct shma_file_ops *ops, size_t blksize, void *opaque,
 	f->blksize = blksize;
 	f->blkshift = (unsigned)__builtin_ctzll(blksize);
 	f->direct = ops->mapblk != NULL;
+	f->flags = ops->flags;
 	f->opaque = opaque;
 	*out = f;
 	return 0;
@@ -571,11 +664,34 @@ int shma_fileh_open(shma_file *f, shma_ram *ram, shma_fileh **out)
 	return 0;
 }
 
+/* Move the private copies that live only in m into RAM (m is going). */
+static int mapping_release_private(struct shma_mapping *m)
+{
+	for (uint64_t b = m->first; b < m->first + m->nblk; b++) {
+		struct page *p;
+		int err;
+
+		if (!vma_test(m, b))
+			continue;
+		p = pagemap_get(&m->fh->pages, b);
+		if (p->priv != m)
+			continue;
+		err = vm_page_to_ram(p);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 static void mapping_free_locked(struct shma_mapping *m)
 {
 	for (uint64_t b = m->first; b < m->first + m->nblk; b++)
-		if (vma_test(m, b))
-			((struct page *)pagemap_get(&m->fh->pages, b))->nmapped--;
+		if (vma_test(m, b)) {
+			struct page *p = pagemap_get(&m->fh->pages, b);
+
+			p->nmapped--;
+			assert(p->priv != m); /* released, or the handle is closing */
+		}
 	vma_unregister(m);
 	list_del_init(&m->in_fileh);
 	munmap(m->addr, m->len);
@@ -590,6 +706,9 @@ void shma_fileh_close(shma_fileh **fhp)
 	if (!fh)
 		return;
 	vm_lock();
+	/* every page goes: private copies die with their mapping */
+	for (struct list_head *it = fh->pagelist.next; it != &fh->pagelist; it = it->next)
+		container_of(it, struct page, in_fileh)->priv = NULL;
 	while (!list_empty(&fh->mappings))
 		mapping_free_locked(container_of(fh->mappings.next, struct shma_mapping, in_fileh));
 	/* pages are no longer mapped anywhere: dropping them only frees */
@@ -669,7 +788,7 @@ int shma_fileh_writeout(shma_fileh *fh, unsigned flags)
 		 * pages stay put. */
 		for (i = 0; i < n; i++) {
 			uint64_t blk = v[i]->blk;
-			const void *data = ram_addr(fh->ram, v[i]->ram_off);
+			const void *data = vm_page_data(v[i]);
 
 			vm_unlock();
 			err = f->ops->storeblk(f, blk, data);
@@ -786,16 +905,21 @@ err_free_m:
 	return err;
 }
 
-void shma_unmap(shma_mapping **mp)
+int shma_unmap(shma_mapping **mp)
 {
 	struct shma_mapping *m = *mp;
+	int err;
 
 	if (!m)
-		return;
+		return 0;
 	vm_lock();
-	mapping_free_locked(m);
+	err = mapping_release_private(m);
+	if (!err)
+		mapping_free_locked(m);
 	vm_unlock();
-	*mp = NULL;
+	if (!err)
+		*mp = NULL;
+	return err;
 }
 
 void *shma_mapping_addr(const shma_mapping *m)
@@ -855,7 +979,7 @@ size_t shma_ram_reclaim(shma_ram *ram, size_t max)
 	size_t n;
 
 	vm_lock();
-	n = ram_reclaim_locked(ram, max);
+	n = ram_reclaim_locked(ram, max, false);
 	vm_unlock();
 	return n;
 }

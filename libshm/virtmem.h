@@ -26,10 +26,14 @@
  *     blocks have no page.
  *   - LOADING*: not mapped anywhere (nmapped == 0); loader is the thread
  *     running the callback; copy-in: holds RAM; on no list.
- *   - LOADED: copy-in: holds RAM and is on ram->lru; direct-map: holds no
- *     RAM, base_fd/base_off say what is mapped; mapped read-only where mapped.
- *   - DIRTY: holds RAM, is on its handle's dirty list; mapped read-write
- *     where mapped.
+ *   - LOADED: on ram->lru; copy-in: holds RAM; direct-map: holds no RAM,
+ *     base_fd/base_off say what is mapped; mapped read-only where mapped.
+ *   - DIRTY: on its handle's dirty list; mapped read-write where mapped;
+ *     holds RAM (shared by every mapping), or — direct-map with
+ *     SHMA_FILE_COW_PRIVATE — no RAM but a MAP_PRIVATE copy of the base in
+ *     exactly one mapping (priv), which then is the only mapping of the handle
+ *     that covers the block (the kernel copied only the 4 KiB pages written).
+ *   - ram->npages_all counts the pages of every handle on that RAM.
  *   - a mapping's `mapped` bit for a block is set iff the block's page is
  *     mapped there; page.nmapped counts those bits over all mappings.
  */
@@ -50,6 +54,7 @@ struct shma_file {
 	size_t blksize;
 	unsigned blkshift; /* log2(blksize) */
 	bool direct;	   /* direct-map (mapblk) rather than copy-in */
+	unsigned flags;	   /* SHMA_FILE_* */
 	void *opaque;
 	size_t nfileh; /* open handles */
 };
@@ -66,6 +71,9 @@ struct page {
 	uint64_t base_off;
 	pthread_t loader; /* LOADING*: the thread running the callback */
 	unsigned nmapped; /* mappings this page is mapped into */
+	/* DIRTY without RAM (direct-map, SHMA_FILE_COW_PRIVATE): the one mapping
+	 * whose MAP_PRIVATE copy of the base holds the changes */
+	struct shma_mapping *priv;
 };
 
 struct shma_fileh {
@@ -94,6 +102,17 @@ void vm_unlock(void);
  * 0 read, -1 unknown (then a read is assumed first; a write re-faults).
  * Returns 0 when served, 1 when addr is in no shma mapping, or an error. */
 int vm_fault(void *addr, int write);
+
+/* For the broker-backed client (conn.c), under vm_lock: */
+/* Where the data of a DIRTY page is (valid until the page is dropped). */
+const void *vm_page_data(const struct page *p);
+/* Is p a private copy (only the written 4 KiB pages differ from the base)? */
+static inline bool vm_page_private(const struct page *p)
+{
+	return p->priv != NULL;
+}
+/* Move a private copy into RAM, so it no longer depends on its base. */
+int vm_page_to_ram(struct page *p);
 
 /* Print a message and abort: for states the library cannot leave safely
  * (e.g. failing to unmap stale data).  Async-signal-safe. */

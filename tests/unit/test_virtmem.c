@@ -1289,8 +1289,14 @@ static void test_direct_read_allocates_nothing(void **state)
 	close(pfd[1]);
 	free(buf);
 
-	/* Clean direct pages hold no RAM, so there is nothing to reclaim. */
-	assert_int_equal(shma_ram_reclaim(t->ram, 100), 0);
+	/* Clean direct pages hold no RAM but cost mappings: reclaim unmaps them
+	 * too, and the next access maps the base again. */
+	assert_int_equal(shma_ram_reclaim(t->ram, 100), 4); /* blocks 0, 1, 3, 4 */
+	assert_int_equal(state_of(t, 4), SHMA_PAGE_EMPTY);
+	assert_false(shma_mapping_block_mapped(t->m[0], 4));
+	assert_int_equal(ram_stats(t).npages, 0);
+	assert_int_equal(rd64(blkp(t, 0, 4)), pat(4, 0, 0));
+	assert_int_equal(t->nmapblk[4], 2);
 }
 
 static void test_direct_first_write_copies(void **state)
