@@ -38,7 +38,7 @@ endif
 SAN_LDFLAGS := $(SAN_CFLAGS)
 
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
-# The broker's dependencies (also linked into every test, which may start one).
+# libshm's and the broker's dependencies.
 DEP_LIBS    := -ljansson -lzmq
 
 LIB_SRC   := $(wildcard libshm/*.c)
@@ -79,7 +79,7 @@ $(BUILD)/libshm.a: $(LIB_OBJ)
 
 $(BUILD)/libshm.so: $(LIB_OBJ) libshm/libshm.map
 	$(CC) -shared -Wl,-soname,libshm.so.0 -Wl,--version-script=libshm/libshm.map \
-	    $(SAN_LDFLAGS) -o $@ $(LIB_OBJ) $(LDLIBS)
+	    $(SAN_LDFLAGS) -o $@ $(LIB_OBJ) $(DEP_LIBS) $(LDLIBS)
 
 $(BUILD)/broker/default_config.c: config/broker.json
 	@mkdir -p $(dir $@)
@@ -110,8 +110,8 @@ $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(TE
 $(BUILD)/tests/crash/%: $(BUILD)/tests/crash/%.o $(TEST_LIBS)
 	$(CC) $(SAN_LDFLAGS) -o $@ $< $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS)
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(TEST_LIBS)
-	$(CC) $(SAN_LDFLAGS) -o $@ $< $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS)
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(HARNESS_OBJ) $(TEST_LIBS)
+	$(CC) $(SAN_LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS)
 
 # --- tests -------------------------------------------------------------------
 

@@ -113,7 +113,7 @@ uint64_t catalog_oldest_kept(const struct catalog *c)
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (c->times[mid].ms + c->ret.keep_ms < c->now_ms)
+		if (c->times[mid].ms + c->ret.keep_ms <= c->now_ms)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -516,7 +516,7 @@ void catalog_gc(struct catalog *c, uint64_t now_ms)
 	}
 
 	/* times older than the window are not needed any more (keep one) */
-	for (i = 0; i + 1 < c->ntimes && c->times[i].ms + c->ret.keep_ms < c->now_ms &&
+	for (i = 0; i + 1 < c->ntimes && c->times[i].ms + c->ret.keep_ms <= c->now_ms &&
 		    c->times[i].rev < kept;
 	     i++)
 		;
@@ -757,6 +757,16 @@ static int check_array(struct catalog *c, const struct cat_commit *cm, struct wo
 		return err->code;
 	}
 	w->meta = a->meta->m;
+	if (ch->resize && a->data_rev > cm->base) {
+		/* a shape change rewrites the array's extent: it conflicts with any
+		 * data change since the snapshot, as data conflicts with shape */
+		err_set(err, SHMA_ECONFLICT,
+			"array \"%.200s\": its data changed at revision %" PRIu64
+			", after revision %" PRIu64 ", so its shape cannot change in this commit",
+			ch->name, a->data_rev, cm->base);
+		snprintf(err->array, sizeof(err->array), "%s", ch->name);
+		return err->code;
+	}
 	if (ch->resize) {
 		w->meta = ch->meta;
 		if (!meta_nbytes(&w->meta, a->dtype.size)) {
@@ -990,6 +1000,7 @@ static int publish(struct catalog *c, const struct cat_commit *cm, struct work_a
 
 			c->nversions++;
 			a->nversions++;
+			a->data_rev = rev;
 			if (fresh[k])
 				continue;
 			head = pagemap_get(&a->blocks, w[i].blks[j]);

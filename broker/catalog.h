@@ -63,6 +63,7 @@ struct cat_array {
 	struct pagemap blocks;	   /* blk -> newest struct cat_blkver */
 	struct cat_array *prev;	   /* older incarnation of the same name */
 	uint64_t nversions;	   /* block versions held (for stats) */
+	uint64_t data_rev;	   /* newest revision that changed a block */
 };
 
 /* An error for a reply: code (-errno or SHMA_E*) and a message a person can

@@ -715,18 +715,27 @@ static void op_list(struct server *s, struct client *c, struct req *r)
 static void op_sync(struct server *s, struct client *c, struct req *r)
 {
 	uint64_t to = catalog_head(s->cat), from = c->snap;
+	json_t *o, *want = json_object_get(r->j, "changes"), *changes;
 	struct cat_err err;
-	json_t *o;
 
 	if (!get_u64(s, c, r, "revision", false, &to))
 		return;
+	if (want && !json_is_boolean(want)) {
+		reply_error(s, c, r->id, -EINVAL, "\"changes\" must be true or false");
+		return;
+	}
 	if (to != from && move_snapshot(s, c, to, &err)) {
 		reply_cat_error(s, c, r->id, &err);
 		return;
 	}
+	/* computed even when not wanted: it keeps the opened list current */
+	changes = changes_json(s, c, from, to);
 	o = ok_obj(r->id);
 	json_object_set_new(o, "revision", json_integer((json_int_t)to));
-	json_object_set_new(o, "arrays", changes_json(s, c, from, to));
+	if (!want || json_is_true(want))
+		json_object_set_new(o, "arrays", changes);
+	else
+		json_decref(changes);
 	reply(s, c, o, -1);
 }
 
