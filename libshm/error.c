@@ -15,6 +15,11 @@ const char *shma_strerror(int err)
 			"conflict: a block or array changed after this transaction's snapshot",
 		[-(SHMA_ENOTKEPT - SHMA_EBASE)] = "revision no longer kept by the broker",
 		[-(SHMA_EPROTOCOL - SHMA_EBASE)] = "malformed or unexpected protocol message",
+		[-(SHMA_EDISCONNECTED - SHMA_EBASE)] =
+			"connection to the broker lost (shma_reconnect to go on)",
+		[-(SHMA_EFORKED - SHMA_EBASE)] =
+			"connection belongs to the parent process (connect anew after fork)",
+		[-(SHMA_EREFUSED - SHMA_EBASE)] = "the broker refused the request",
 	};
 
 	if (err == 0)

@@ -64,7 +64,10 @@ enum {
 	SHMA_ECONFLICT = SHMA_EBASE - 5,  /* commit conflicts with a newer commit */
 	SHMA_ENOTKEPT = SHMA_EBASE - 6,	  /* revision no longer kept by the broker */
 	SHMA_EPROTOCOL = SHMA_EBASE - 7,  /* malformed or unexpected protocol message */
-	SHMA_ELAST = SHMA_EBASE - 8,
+	SHMA_EDISCONNECTED = SHMA_EBASE - 8, /* the broker connection is lost */
+	SHMA_EFORKED = SHMA_EBASE - 9,	  /* connection used in a child after fork() */
+	SHMA_EREFUSED = SHMA_EBASE - 10,  /* the broker refused the request (see message) */
+	SHMA_ELAST = SHMA_EBASE - 11,
 };
 
 /* A static, human-readable message for a return code (0, -errno or SHMA_E*).
@@ -285,6 +288,141 @@ int shma_vm_install_handler(void);
  * Without a SIGBUS handler the process dies with a core.  This returns the
  * error code of the last such failure in the calling thread (0 if none). */
 int shma_vm_fault_error(void);
+
+/* ---- broker connections ------------------------------------------------
+ *
+ * A connection to shma-broker sees the committed arrays at one revision, its
+ * *snapshot*, from connect (the newest revision then) until a transaction
+ * boundary moves it.  Open arrays are mapped whole: blocks come in on first
+ * access straight from the broker's page pool (no round trip on the fault
+ * path), holes read as zeros and cost nothing.  Writes go to private copies
+ * of the 4 KiB pages written.  Other connections' commits never change
+ * memory under this one.
+ *
+ * Transaction boundaries (one call each, for all arrays of the connection):
+ *   shma_commit  publish this connection's changes atomically as the next
+ *                revision, or fail with SHMA_ECONFLICT if another commit
+ *                changed any of the same blocks (or an array's shape) after
+ *                the snapshot (first committer wins); on success the
+ *                snapshot becomes the new revision.
+ *   shma_abort   drop this connection's uncommitted changes.
+ *   shma_sync    move the snapshot to a newer revision (the newest one this
+ *                connection has heard of through the broker's invalidations,
+ *                or the broker's newest).  Changed blocks show their new data
+ *                on next access.  Uncommitted changes are kept; if another
+ *                commit changed one of their blocks, the next shma_commit
+ *                fails with SHMA_ECONFLICT (shma_abort, then sync).
+ * Pointers into mapped memory stay valid across boundaries, except after a
+ * shape change or a re-creation of the array: call shma_array_data again.
+ *
+ * Threads: every function here may be called from any thread; each
+ * connection serialises its calls.  Mapped memory may be read and written
+ * from any number of threads, but writes must not race with a transaction
+ * boundary of the same connection (a write during shma_commit may or may not
+ * be part of it, and may be lost).  The invalidation socket (ZeroMQ SUB) is
+ * touched only inside shma_sync, shma_commit and shma_poll, under the
+ * connection's lock.
+ *
+ * fork(): the child inherits mapped memory as it is, and may read it (and
+ * touch blocks not yet mapped); any other call on the parent's connection or
+ * arrays in the child returns SHMA_EFORKED, except shma_close and
+ * shma_disconnect, which there release only the child's copies.
+ *
+ * Broker gone: calls return SHMA_EDISCONNECTED; memory already mapped stays
+ * readable; shma_reconnect() connects again.
+ */
+
+typedef struct shma_conn shma_conn;
+typedef struct shma_array shma_array;
+
+struct shma_conn_options {
+	size_t ram_limit; /* RAM for private copies that must move into RAM;
+			   * 0: 256 MiB */
+	size_t max_pages; /* bound on blocks mapped at once; 0: the default of
+			   * shma_ram_set_max_pages */
+	bool no_invalidations; /* do not subscribe to the invalidation stream */
+};
+
+/* Connect to the broker at socket_path, or (NULL) at $SHMA_SOCKET, or at
+ * the default configuration's socket ($XDG_RUNTIME_DIR/shma/broker.sock,
+ * else /tmp/shma-<uid>/broker.sock).  opts may be NULL.  *out is owned:
+ * release with shma_disconnect(). */
+int shma_connect(const char *socket_path, const struct shma_conn_options *opts,
+		 shma_conn **out);
+/* Close every array still open (their uncommitted changes are dropped) and
+ * the connection; NULLs *cp. */
+void shma_disconnect(shma_conn **cp);
+/* After SHMA_EDISCONNECTED: connect again (to the same socket path) and
+ * reopen every open array at the broker's newest revision; uncommitted
+ * changes are dropped; an array that no longer exists reads as SIGBUS. */
+int shma_reconnect(shma_conn *c);
+
+/* The snapshot revision. */
+uint64_t shma_revision(shma_conn *c);
+/* Can this connection commit (the broker's access configuration)? */
+bool shma_writable(shma_conn *c);
+/* The message of the last failed call on c (the broker's words where it
+ * answered), "" if none.  Valid until the next call on c. */
+const char *shma_conn_error(shma_conn *c);
+
+/* Newest revision heard of through invalidations (>= the snapshot); no round
+ * trip.  0 or SHMA_EDISCONNECTED. */
+int shma_poll(shma_conn *c, uint64_t *newest);
+
+/* Create an array: name (1-200 of [A-Za-z0-9._-/]), dtype a NumPy type
+ * string ("<f8", "|u1", ...), shape of ndim <= 32 sizes, order 'C' or 'F',
+ * block_size a power of two >= 4096 (0: the broker's default).  Committed at
+ * once as its own revision (*rev, may be NULL); this connection sees it after
+ * its next shma_sync or shma_commit.  -EEXIST, -EINVAL, -EROFS, ... */
+int shma_create(shma_conn *c, const char *name, const char *dtype, unsigned ndim,
+		const uint64_t *shape, char order, size_t block_size, uint64_t *rev);
+/* Delete an array, committed at once as its own revision. */
+int shma_delete(shma_conn *c, const char *name, uint64_t *rev);
+
+/* Open an array as of the snapshot.  *out is owned: release with
+ * shma_close() (which drops its uncommitted changes). */
+int shma_open(shma_conn *c, const char *name, shma_array **out);
+void shma_close(shma_array **ap);
+
+struct shma_array_info {
+	char name[201];
+	char dtype[5];
+	char order; /* 'C' or 'F' */
+	unsigned ndim;
+	uint64_t shape[32];
+	uint64_t nbytes;
+	size_t block_size;
+	uint64_t nblocks;
+	uint64_t revision; /* the snapshot it shows */
+	bool deleted;	   /* gone as of the snapshot (accesses get SIGBUS) */
+};
+void shma_array_info(shma_array *a, struct shma_array_info *out);
+
+/* The array's memory: nbytes of ordinary memory (the element at byte offset
+ * o is at data + o).  Valid until shma_close, or until a transaction
+ * boundary that changed the array's shape or re-created it. */
+void *shma_array_data(shma_array *a);
+
+/* Change the array's shape in this transaction (committed by shma_commit,
+ * conflicts like data).  Shrinking cuts blocks off and zeroes the tail;
+ * growing adds zeros.  The memory may move: call shma_array_data again. */
+int shma_resize(shma_array *a, unsigned ndim, const uint64_t *shape);
+
+int shma_commit(shma_conn *c, uint64_t *rev);
+int shma_abort(shma_conn *c);
+/* Sync to the newest revision heard of (or, with no invalidations, the
+ * broker's newest); shma_sync_to: to the given revision (an older one is
+ * allowed if the broker still keeps it: SHMA_ENOTKEPT otherwise). */
+int shma_sync(shma_conn *c, uint64_t *rev);
+int shma_sync_to(shma_conn *c, uint64_t rev);
+
+struct shma_conn_stats {
+	uint64_t commits, conflicts, syncs;
+	uint64_t invalidations; /* applied from the stream */
+	uint64_t resyncs;	/* syncs that had to ask the broker for changes */
+	uint64_t pages_sent;	/* 4 KiB pages committed */
+};
+void shma_conn_stats(shma_conn *c, struct shma_conn_stats *st);
 
 #ifdef __cplusplus
 }

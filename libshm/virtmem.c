@@ -830,6 +830,36 @@ void shma_fileh_invalidate(shma_fileh *fh, uint64_t blk)
 	vm_unlock();
 }
 
+int vm_detach_block(struct shma_fileh *fh, uint64_t blk)
+{
+	struct page *p;
+	int err = 0;
+
+	vm_lock();
+	p = pagemap_get(&fh->pages, blk);
+	if (p && p->priv)
+		err = vm_page_to_ram(p);
+	vm_unlock();
+	return err;
+}
+
+void vm_fileh_drop_all(struct shma_fileh *fh)
+{
+	struct list_head *it, *next;
+
+	vm_lock();
+	for (it = fh->pagelist.next; it != &fh->pagelist; it = next) {
+		struct page *p = container_of(it, struct page, in_fileh);
+
+		next = it->next;
+		if (p->state == SHMA_PAGE_LOADING)
+			p->state = SHMA_PAGE_LOADING_INVALIDATED;
+		else if (p->state != SHMA_PAGE_LOADING_INVALIDATED)
+			page_drop(p);
+	}
+	vm_unlock();
+}
+
 size_t shma_fileh_dirty_blocks(shma_fileh *fh, uint64_t *out, size_t cap)
 {
 	struct page **v;

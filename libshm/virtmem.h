@@ -114,6 +114,13 @@ static inline bool vm_page_private(const struct page *p)
 /* Move a private copy into RAM, so it no longer depends on its base. */
 int vm_page_to_ram(struct page *p);
 
+/* Locking versions for conn_array.c: */
+/* Block blk's private copy (if any) moves into RAM. */
+int vm_detach_block(struct shma_fileh *fh, uint64_t blk);
+/* Drop every page of fh, dirty ones included (a load in progress has its
+ * result thrown away). */
+void vm_fileh_drop_all(struct shma_fileh *fh);
+
 /* Print a message and abort: for states the library cannot leave safely
  * (e.g. failing to unmap stale data).  Async-signal-safe. */
 _Noreturn void vm_fatal(const char *msg);

@@ -1,0 +1,750 @@
+/* conn.c - the broker connection: requests, invalidations, transactions
+ * (the contract is in shma.h; the protocol in docs/PROTOCOL.md).
+ */
+#include "conn_int.h"
+#include "proto.h"
+#include "virtmem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define DEFAULT_RAM ((size_t)256 << 20)
+#define MAX_REPLY ((size_t)256 << 20)
+#define INV_TOPIC "shma.inv"
+
+int conn_error(struct shma_conn *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->err, sizeof(c->err), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+bool conn_forked(const struct shma_conn *c)
+{
+	return getpid() != c->pid;
+}
+
+void conn_debug_drop_invalidations(struct shma_conn *c, unsigned n)
+{
+	pthread_mutex_lock(&c->lock);
+	c->drop_next = n;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static int code_of(const char *name)
+{
+	static const struct {
+		const char *name;
+		int code;
+	} map[] = {
+		{ "conflict", SHMA_ECONFLICT }, { "not_kept", SHMA_ENOTKEPT },
+		{ "protocol", SHMA_EPROTOCOL }, { "not_found", -ENOENT },
+		{ "exists", -EEXIST },		{ "no_space", -ENOSPC },
+		{ "denied", -EACCES },		{ "read_only", -EROFS },
+		{ "too_large", -EMSGSIZE },	{ "limit", -EUSERS },
+		{ "invalid", -EINVAL },		{ "io", -EIO },
+	};
+
+	for (size_t i = 0; name && i < ARRAY_SIZE(map); i++)
+		if (!strcmp(map[i].name, name))
+			return map[i].code;
+	return SHMA_EREFUSED;
+}
+
+static void lose(struct shma_conn *c)
+{
+	if (c->fd >= 0) {
+		util_close(c->fd);
+		c->fd = -1;
+	}
+}
+
+int conn_call(struct shma_conn *c, json_t *req, const int *fds, int nfds, json_t **reply,
+	      int *rfds, int *nrfds)
+{
+	char *text = json_dumps(req, JSON_COMPACT);
+	struct proto_msg m;
+	json_error_t jerr;
+	json_t *r, *e;
+	int err;
+
+	json_decref(req);
+	*reply = NULL;
+	if (nrfds)
+		*nrfds = 0;
+	if (!text)
+		return conn_error(c, -ENOMEM, "out of memory");
+	if (c->fd < 0) {
+		free(text);
+		return conn_error(c, SHMA_EDISCONNECTED, "not connected to the broker at %s",
+				  c->path);
+	}
+	err = proto_send(c->fd, text, strlen(text), c->max_message, fds, nfds);
+	free(text);
+	if (err) {
+		lose(c);
+		return conn_error(c, SHMA_EDISCONNECTED, "the broker at %s is gone (%s)", c->path,
+				  strerror(-err));
+	}
+	err = proto_recv(c->fd, c->max_message < PROTO_MIN_INLINE ? PROTO_MIN_INLINE : c->max_message,
+			 MAX_REPLY, &m);
+	if (err) {
+		lose(c);
+		return conn_error(c, SHMA_EDISCONNECTED, "the broker at %s is gone (%s)", c->path,
+				  err == 1 ? "connection closed" : shma_strerror(err));
+	}
+	r = json_loadb(m.text, m.len, 0, &jerr);
+	if (!r || !json_is_object(r)) {
+		json_decref(r);
+		proto_msg_free(&m);
+		lose(c);
+		return conn_error(c, SHMA_EPROTOCOL, "the broker sent a malformed reply");
+	}
+	if (rfds && nrfds)
+		while (m.nfds)
+			rfds[(*nrfds)++] = proto_msg_take_fd(&m, 0);
+	proto_msg_free(&m);
+	if (!json_is_true(json_object_get(r, "ok"))) {
+		const char *msg;
+
+		e = json_object_get(r, "error");
+		msg = json_string_value(json_object_get(e, "message"));
+		err = conn_error(c, code_of(json_string_value(json_object_get(e, "code"))), "%s",
+				 msg ? msg : "the broker refused the request");
+		json_decref(r);
+		return err;
+	}
+	*reply = r;
+	return 0;
+}
+
+/* ---- invalidations ------------------------------------------------------- */
+
+static void sub_close(struct shma_conn *c)
+{
+	if (c->zsub)
+		zmq_close(c->zsub);
+	if (c->zctx)
+		zmq_ctx_term(c->zctx);
+	c->zsub = c->zctx = NULL;
+}
+
+static int sub_open(struct shma_conn *c)
+{
+	int linger = 0, hwm = 100000;
+
+	if (c->opts.no_invalidations || !c->publish)
+		return 0;
+	c->zctx = zmq_ctx_new();
+	if (!c->zctx)
+		return conn_error(c, -ENOMEM, "cannot create a ZeroMQ context");
+	c->zsub = zmq_socket(c->zctx, ZMQ_SUB);
+	if (!c->zsub || zmq_setsockopt(c->zsub, ZMQ_LINGER, &linger, sizeof(linger)) ||
+	    zmq_setsockopt(c->zsub, ZMQ_RCVHWM, &hwm, sizeof(hwm)) ||
+	    zmq_setsockopt(c->zsub, ZMQ_SUBSCRIBE, INV_TOPIC, strlen(INV_TOPIC)) ||
+	    zmq_connect(c->zsub, c->publish)) {
+		int e = zmq_errno();
+
+		sub_close(c);
+		return conn_error(c, -e, "cannot subscribe to invalidations at %s: %s",
+				  c->publish, zmq_strerror(e));
+	}
+	return 0;
+}
+
+/* Read every invalidation waiting; keep those newer than the snapshot. */
+static void sub_drain(struct shma_conn *c)
+{
+	char topic[32];
+
+	if (!c->zsub)
+		return;
+	for (;;) {
+		zmq_msg_t msg;
+		json_error_t jerr;
+		json_t *j;
+		int more = 0;
+		size_t ml = sizeof(more);
+		int n = zmq_recv(c->zsub, topic, sizeof(topic), ZMQ_DONTWAIT);
+
+		if (n < 0)
+			break;
+		zmq_getsockopt(c->zsub, ZMQ_RCVMORE, &more, &ml);
+		if (!more)
+			continue; /* not ours: a lone frame */
+		zmq_msg_init(&msg);
+		if (zmq_msg_recv(&msg, c->zsub, 0) < 0) {
+			zmq_msg_close(&msg);
+			break;
+		}
+		j = json_loadb(zmq_msg_data(&msg), zmq_msg_size(&msg), 0, &jerr);
+		zmq_msg_close(&msg);
+		if (c->drop_next) {
+			c->drop_next--;
+			json_decref(j);
+			continue;
+		}
+		if (!j || strcmp(json_string_value(json_object_get(j, "store")) ?: "", c->store) ||
+		    (uint64_t)json_integer_value(json_object_get(j, "revision")) <= c->snap) {
+			json_decref(j);
+			continue;
+		}
+		if ((uint64_t)json_integer_value(json_object_get(j, "revision")) > c->heard)
+			c->heard = (uint64_t)json_integer_value(json_object_get(j, "revision"));
+		json_array_append_new(c->pending, j);
+	}
+}
+
+/* Drop queued invalidations the snapshot has reached. */
+static void pending_trim(struct shma_conn *c)
+{
+	size_t i = 0;
+
+	while (i < json_array_size(c->pending)) {
+		json_t *j = json_array_get(c->pending, i);
+
+		if ((uint64_t)json_integer_value(json_object_get(j, "revision")) <= c->snap)
+			json_array_remove(c->pending, i);
+		else
+			i++;
+	}
+}
+
+/* Do the queued invalidations cover (snap, to] without a gap?  Then they
+ * say everything a sync to `to` changes. */
+static bool pending_complete(struct shma_conn *c, uint64_t to)
+{
+	uint64_t want = c->snap + 1;
+	size_t i;
+	json_t *j;
+
+	json_array_foreach(c->pending, i, j) {
+		uint64_t r = (uint64_t)json_integer_value(json_object_get(j, "revision"));
+
+		if (r > to)
+			break;
+		if (r != want || json_is_true(json_object_get(j, "truncated")))
+			return false;
+		/* a change to an array we hold under another incarnation cannot be
+		 * applied from here */
+		json_t *arrs = json_object_get(j, "arrays"), *e;
+		const char *name;
+
+		json_object_foreach(arrs, name, e) {
+			struct shma_array *a = array_find(c, name);
+			json_t *id = json_object_get(e, "id");
+
+			if (a && id && (uint64_t)json_integer_value(id) != a->id)
+				return false;
+		}
+		want++;
+	}
+	return want == to + 1;
+}
+
+/* ---- connect ------------------------------------------------------------- */
+
+static char *default_socket(void)
+{
+	const char *env = getenv("SHMA_SOCKET"), *xdg = getenv("XDG_RUNTIME_DIR");
+	char *p = NULL;
+
+	if (env && *env)
+		return strdup(env);
+	if (xdg && xdg[0] == '/') {
+		if (asprintf(&p, "%s/shma/broker.sock", xdg) < 0)
+			return NULL;
+		return p;
+	}
+	if (asprintf(&p, "/tmp/shma-%u/broker.sock", (unsigned)geteuid()) < 0)
+		return NULL;
+	return p;
+}
+
+/* Connect the socket and say hello; fills the connection's broker fields. */
+static int hello(struct shma_conn *c)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int rfds[PROTO_MAX_FDS], nrfds = 0, err;
+	json_t *r;
+	const char *store, *pub, *acc;
+
+	if (strlen(c->path) >= sizeof(sa.sun_path))
+		return conn_error(c, -ENAMETOOLONG, "socket path too long: %s", c->path);
+	strcpy(sa.sun_path, c->path);
+	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		return conn_error(c, -errno, "socket: %s", strerror(errno));
+	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		err = -errno;
+		lose(c);
+		return conn_error(c, err == -ENOENT || err == -ECONNREFUSED ? SHMA_EDISCONNECTED : err,
+				  "no broker at %s (%s): start shma-broker, or set SHMA_SOCKET",
+				  c->path, strerror(-err));
+	}
+	c->max_message = PROTO_MIN_INLINE;
+	err = conn_call(c, json_pack("{s:s,s:i}", "op", "hello", "version", PROTO_VERSION), NULL,
+			0, &r, rfds, &nrfds);
+	if (err) {
+		lose(c);
+		return err;
+	}
+	store = json_string_value(json_object_get(r, "store"));
+	pub = json_string_value(json_object_get(r, "publish"));
+	acc = json_string_value(json_object_get(r, "access"));
+	if (nrfds != 1 || !store || !pub || !acc) {
+		for (int i = 0; i < nrfds; i++)
+			util_close(rfds[i]);
+		json_decref(r);
+		lose(c);
+		return conn_error(c, SHMA_EPROTOCOL, "the broker's hello reply is incomplete");
+	}
+	if (c->pool_fd >= 0)
+		util_close(c->pool_fd);
+	c->pool_fd = rfds[0];
+	c->pool_size = (uint64_t)json_integer_value(json_object_get(r, "pool_size"));
+	c->max_message = (size_t)json_integer_value(json_object_get(r, "max_message"));
+	c->default_blksize = (size_t)json_integer_value(json_object_get(r, "block_size"));
+	c->snap = c->heard = (uint64_t)json_integer_value(json_object_get(r, "revision"));
+	snprintf(c->store, sizeof(c->store), "%s", store);
+	free(c->publish);
+	c->publish = strdup(pub);
+	c->writable = !strcmp(acc, "rw");
+	json_decref(r);
+	if (c->max_message < PROTO_MIN_INLINE)
+		c->max_message = PROTO_MIN_INLINE;
+	return 0;
+}
+
+int shma_connect(const char *socket_path, const struct shma_conn_options *opts,
+		 shma_conn **out)
+{
+	struct shma_conn *c = calloc(1, sizeof(*c));
+	int err;
+
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	c->pid = getpid();
+	c->fd = c->pool_fd = -1;
+	list_init(&c->arrays);
+	if (opts)
+		c->opts = *opts;
+	c->path = socket_path ? strdup(socket_path) : default_socket();
+	c->pending = json_array();
+	if (!c->path || !c->pending) {
+		err = -ENOMEM;
+		goto err_free;
+	}
+	err = shma_ram_new(c->opts.ram_limit ? c->opts.ram_limit : DEFAULT_RAM, &c->ram);
+	if (err)
+		goto err_free;
+	if (c->opts.max_pages)
+		shma_ram_set_max_pages(c->ram, c->opts.max_pages);
+	err = hello(c);
+	if (err)
+		goto err_free;
+	err = sub_open(c);
+	if (err)
+		goto err_free;
+	*out = c;
+	return 0;
+
+err_free:
+	shma_disconnect(&c);
+	return err;
+}
+
+void shma_disconnect(shma_conn **cp)
+{
+	struct shma_conn *c = *cp;
+
+	if (!c)
+		return;
+	while (!list_empty(&c->arrays))
+		array_free(container_of(c->arrays.next, struct shma_array, link));
+	/* in a child after fork these are the child's own copies: closing them
+	 * says nothing to the broker on the parent's behalf */
+	if (!conn_forked(c))
+		sub_close(c);
+	lose(c);
+	util_close(c->pool_fd);
+	shma_ram_destroy(&c->ram);
+	json_decref(c->pending);
+	free(c->path);
+	free(c->publish);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+	*cp = NULL;
+}
+
+/* Entry of every call on a connection. */
+static int enter(struct shma_conn *c)
+{
+	if (conn_forked(c))
+		return SHMA_EFORKED;
+	pthread_mutex_lock(&c->lock);
+	c->err[0] = 0;
+	return 0;
+}
+
+static int leave(struct shma_conn *c, int err)
+{
+	if (err && !c->err[0])
+		conn_error(c, err, "%s", shma_strerror(err));
+	pthread_mutex_unlock(&c->lock);
+	return err;
+}
+
+int shma_reconnect(shma_conn *c)
+{
+	struct list_head *it;
+	int err = enter(c);
+
+	if (err)
+		return err;
+	lose(c);
+	sub_close(c);
+	json_array_clear(c->pending);
+	err = hello(c);
+	if (!err)
+		err = sub_open(c);
+	if (err)
+		return leave(c, err);
+	/* every array starts over at the new snapshot */
+	for (it = c->arrays.next; it != &c->arrays; it = it->next) {
+		struct shma_array *a = container_of(it, struct shma_array, link);
+		json_t *r, *e;
+
+		array_reset(a);
+		err = conn_call(c, json_pack("{s:s,s:s}", "op", "open", "name", a->name), NULL, 0,
+				&r, NULL, NULL);
+		if (err == -ENOENT) {
+			array_apply(a, e = json_pack("{s:b}", "deleted", 1));
+			json_decref(e);
+			continue;
+		}
+		if (err)
+			return leave(c, err);
+		e = json_pack("{s:b,s:O,s:O}", "recreated", 1, "meta", json_object_get(r, "meta"),
+			      "blocks", json_object_get(r, "blocks"));
+		err = array_apply(a, e);
+		json_decref(e);
+		json_decref(r);
+		if (err)
+			return leave(c, err);
+	}
+	return leave(c, 0);
+}
+
+uint64_t shma_revision(shma_conn *c)
+{
+	uint64_t r;
+
+	pthread_mutex_lock(&c->lock);
+	r = c->snap;
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+bool shma_writable(shma_conn *c)
+{
+	return c->writable;
+}
+
+const char *shma_conn_error(shma_conn *c)
+{
+	return c->err;
+}
+
+int shma_poll(shma_conn *c, uint64_t *newest)
+{
+	int err = enter(c);
+
+	if (err)
+		return err;
+	sub_drain(c);
+	*newest = c->heard > c->snap ? c->heard : c->snap;
+	return leave(c, c->fd < 0 ? SHMA_EDISCONNECTED : 0);
+}
+
+void shma_conn_stats(shma_conn *c, struct shma_conn_stats *st)
+{
+	pthread_mutex_lock(&c->lock);
+	*st = c->st;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- create / delete ----------------------------------------------------- */
+
+int shma_create(shma_conn *c, const char *name, const char *dtype, unsigned ndim,
+		const uint64_t *shape, char order, size_t block_size, uint64_t *rev)
+{
+	json_t *req, *jshape, *r;
+	char ord[2] = { order, 0 };
+	int err = enter(c);
+
+	if (err)
+		return err;
+	if (!name || !dtype || ndim > CONN_MAXDIM || (ndim && !shape) ||
+	    (order != 'C' && order != 'F'))
+		return leave(c, conn_error(c, -EINVAL, "shma_create: bad argument (ndim <= 32, "
+					   "order 'C' or 'F')"));
+	jshape = json_array();
+	for (unsigned i = 0; i < ndim; i++)
+		json_array_append_new(jshape, json_integer((json_int_t)shape[i]));
+	req = json_pack("{s:s,s:s,s:s,s:o,s:s}", "op", "create", "name", name, "dtype", dtype,
+			"shape", jshape, "order", ord);
+	if (req && block_size)
+		json_object_set_new(req, "block_size", json_integer((json_int_t)block_size));
+	err = conn_call(c, req, NULL, 0, &r, NULL, NULL);
+	if (!err) {
+		if (rev)
+			*rev = (uint64_t)json_integer_value(json_object_get(r, "revision"));
+		json_decref(r);
+	}
+	return leave(c, err);
+}
+
+int shma_delete(shma_conn *c, const char *name, uint64_t *rev)
+{
+	json_t *r;
+	int err = enter(c);
+
+	if (err)
+		return err;
+	err = conn_call(c, json_pack("{s:s,s:s}", "op", "delete", "name", name), NULL, 0, &r,
+			NULL, NULL);
+	if (!err) {
+		if (rev)
+			*rev = (uint64_t)json_integer_value(json_object_get(r, "revision"));
+		json_decref(r);
+	}
+	return leave(c, err);
+}
+
+/* ---- open / close -------------------------------------------------------- */
+
+int shma_open(shma_conn *c, const char *name, shma_array **out)
+{
+	struct shma_array *a;
+	json_t *r;
+	int err = enter(c);
+
+	if (err)
+		return err;
+	a = array_find(c, name);
+	if (a && !a->deleted) {
+		a->refs++;
+		*out = a;
+		return leave(c, 0);
+	}
+	err = conn_call(c, json_pack("{s:s,s:s}", "op", "open", "name", name), NULL, 0, &r, NULL,
+			NULL);
+	if (err)
+		return leave(c, err);
+	if (a) {
+		/* a handle on a deleted incarnation: it becomes the new one */
+		json_t *e = json_pack("{s:b,s:O,s:O}", "recreated", 1, "meta",
+				      json_object_get(r, "meta"), "blocks",
+				      json_object_get(r, "blocks"));
+
+		err = array_apply(a, e);
+		json_decref(e);
+		if (!err) {
+			a->refs++;
+			*out = a;
+		}
+	} else {
+		err = array_new(c, json_object_get(r, "meta"), json_object_get(r, "blocks"), out);
+		if (!err)
+			list_add_tail(&(*out)->link, &c->arrays);
+	}
+	json_decref(r);
+	return leave(c, err);
+}
+
+void shma_close(shma_array **ap)
+{
+	struct shma_array *a = *ap;
+	struct shma_conn *c;
+
+	if (!a)
+		return;
+	c = a->conn;
+	pthread_mutex_lock(&c->lock);
+	if (--a->refs == 0)
+		array_free(a);
+	pthread_mutex_unlock(&c->lock);
+	*ap = NULL;
+}
+
+/* ---- transactions -------------------------------------------------------- */
+
+/* Apply a changes object ({name: entry}) to the open arrays. */
+static int apply_changes(struct shma_conn *c, json_t *arrays)
+{
+	const char *name;
+	json_t *e;
+	int first_err = 0;
+
+	json_object_foreach(arrays, name, e) {
+		struct shma_array *a = array_find(c, name);
+		int err;
+
+		if (!a)
+			continue;
+		err = array_apply(a, e);
+		if (err && !first_err)
+			first_err = err;
+	}
+	return first_err;
+}
+
+static int sync_locked(struct shma_conn *c, bool to_given, uint64_t to)
+{
+	json_t *req, *r;
+	bool from_stream;
+	int err;
+
+	sub_drain(c);
+	if (!to_given)
+		to = c->heard > c->snap ? c->heard : 0; /* 0: the broker's newest */
+	from_stream = to && to > c->snap && pending_complete(c, to);
+	req = json_pack("{s:s}", "op", "sync");
+	if (to)
+		json_object_set_new(req, "revision", json_integer((json_int_t)to));
+	if (from_stream)
+		json_object_set_new(req, "changes", json_false());
+	err = conn_call(c, req, NULL, 0, &r, NULL, NULL);
+	if (err)
+		return err;
+	to = (uint64_t)json_integer_value(json_object_get(r, "revision"));
+	if (from_stream) {
+		size_t i;
+		json_t *j;
+
+		json_array_foreach(c->pending, i, j) {
+			if ((uint64_t)json_integer_value(json_object_get(j, "revision")) > to)
+				break;
+			err = err ? err : apply_changes(c, json_object_get(j, "arrays"));
+			c->st.invalidations++;
+		}
+	} else {
+		err = apply_changes(c, json_object_get(r, "arrays"));
+		if (to > c->snap && c->zsub)
+			c->st.resyncs++;
+	}
+	json_decref(r);
+	c->snap = to;
+	if (c->heard < to)
+		c->heard = to;
+	pending_trim(c);
+	c->st.syncs++;
+	return err;
+}
+
+int shma_sync(shma_conn *c, uint64_t *rev)
+{
+	int err = enter(c);
+
+	if (err)
+		return err;
+	err = sync_locked(c, false, 0);
+	if (rev)
+		*rev = c->snap;
+	return leave(c, err);
+}
+
+int shma_sync_to(shma_conn *c, uint64_t rev)
+{
+	int err = enter(c);
+
+	if (err)
+		return err;
+	return leave(c, sync_locked(c, true, rev));
+}
+
+int shma_abort(shma_conn *c)
+{
+	struct list_head *it;
+	int err = enter(c);
+
+	if (err)
+		return err;
+	for (it = c->arrays.next; it != &c->arrays; it = it->next)
+		array_abort(container_of(it, struct shma_array, link));
+	return leave(c, 0);
+}
+
+int shma_commit(shma_conn *c, uint64_t *rev)
+{
+	struct list_head *it;
+	uint64_t data_off = 0, pages = 0;
+	json_t *arrs, *r;
+	int data_fd, err = enter(c);
+
+	if (err)
+		return err;
+	if (!c->writable)
+		return leave(c, conn_error(c, -EROFS, "this connection is read-only"));
+	data_fd = memfd_create("shma-commit", MFD_CLOEXEC);
+	arrs = json_array();
+	if (data_fd < 0 || !arrs) {
+		err = conn_error(c, -errno, "cannot prepare the commit: %s", strerror(errno));
+		goto out;
+	}
+	for (it = c->arrays.next; it != &c->arrays; it = it->next) {
+		err = array_gather(container_of(it, struct shma_array, link), arrs, data_fd,
+				   &data_off, &pages);
+		if (err) {
+			if (err == SHMA_ECONFLICT)
+				c->st.conflicts++;
+			goto out;
+		}
+	}
+	if (json_array_size(arrs) == 0) { /* nothing to commit */
+		if (rev)
+			*rev = c->snap;
+		goto out;
+	}
+	err = conn_call(c, json_pack("{s:s,s:I,s:O}", "op", "commit", "base", (json_int_t)c->snap,
+				     "arrays", arrs),
+			&data_fd, data_off ? 1 : 0, &r, NULL, NULL);
+	if (err) {
+		if (err == SHMA_ECONFLICT)
+			c->st.conflicts++;
+		goto out;
+	}
+	/* our changes are committed: drop them, then take everybody's */
+	for (it = c->arrays.next; it != &c->arrays; it = it->next)
+		array_committed(container_of(it, struct shma_array, link));
+	err = apply_changes(c, json_object_get(r, "arrays"));
+	c->snap = (uint64_t)json_integer_value(json_object_get(r, "revision"));
+	if (c->heard < c->snap)
+		c->heard = c->snap;
+	pending_trim(c);
+	json_decref(r);
+	c->st.commits++;
+	c->st.pages_sent += pages;
+	if (rev)
+		*rev = c->snap;
+out:
+	json_decref(arrs);
+	util_close(data_fd);
+	return leave(c, err);
+}

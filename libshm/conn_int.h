@@ -1,0 +1,123 @@
+/* conn_int.h - internals shared by conn.c (the broker connection and its
+ * transactions) and conn_array.c (array handles).
+ *
+ * Lock order:
+ *
+ *   shma_conn.lock          every shma_conn / shma_array call, whole
+ *     virtmem's vm_mutex    (taken inside shma_fileh_* / shma_map calls)
+ *       shma_array.lock     the block table, pool fd and block count that
+ *                           mapblk reads from the fault path
+ *
+ * mapblk runs without vm_mutex (virtmem's rule) and takes only
+ * shma_array.lock, so a fault never waits for a transaction boundary except
+ * for the instant a table entry changes.
+ */
+#ifndef SHMA_CONN_INT_H
+#define SHMA_CONN_INT_H
+
+#include "pagemap.h"
+#include "shma.h"
+#include "util.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CONN_NAME_MAX 200
+#define CONN_MAXDIM 32
+
+struct shma_array {
+	struct shma_conn *conn;
+	struct list_head link; /* conn->arrays */
+	unsigned refs;	       /* shma_open calls not yet closed */
+	char name[CONN_NAME_MAX + 1];
+	uint64_t id; /* incarnation at the snapshot */
+	char dtype[5];
+	unsigned itemsize;
+	char order;
+	size_t blksize;
+	/* shape as of the snapshot */
+	unsigned ndim;
+	uint64_t shape[CONN_MAXDIM];
+	uint64_t nbytes;
+	/* a shape change of this transaction */
+	bool resized;
+	unsigned rs_ndim;
+	uint64_t rs_shape[CONN_MAXDIM];
+	uint64_t rs_nbytes;
+	bool deleted;	      /* gone as of the snapshot */
+	bool recreated;	      /* re-created under this transaction: it conflicts */
+	uint64_t *doomed;     /* dirty blocks another commit changed: conflicts */
+	size_t ndoomed, capdoomed;
+
+	pthread_mutex_t lock; /* protects the three fields below */
+	struct pagemap table; /* blk -> (void *)(slot offset + 1) */
+	int pool_fd;	      /* borrowed from the connection */
+	uint64_t nblocks;     /* blocks an access may map (beyond: SIGBUS) */
+
+	struct shma_file_ops ops;
+	shma_file *file;
+	shma_fileh *fh;
+	shma_mapping *map;
+	uint64_t cap; /* blocks the mapping covers (>= nblocks) */
+};
+
+struct shma_conn {
+	pthread_mutex_t lock;
+	pid_t pid; /* the process that connected */
+	char *path;
+	struct shma_conn_options opts;
+	int fd;	     /* the broker socket, -1 when lost */
+	int pool_fd; /* the page pool */
+	uint64_t pool_size;
+	size_t max_message;
+	size_t default_blksize;
+	char store[40];
+	char *publish;
+	bool writable;
+	uint64_t snap;
+
+	void *zctx, *zsub; /* invalidations; NULL without */
+	uint64_t heard;	   /* newest revision heard of */
+	json_t *pending;   /* invalidation messages newer than snap, in order */
+	unsigned drop_next; /* test hook: invalidations to throw away */
+
+	shma_ram *ram;
+	struct list_head arrays;
+	char err[512];
+	struct shma_conn_stats st;
+};
+
+/* conn.c */
+/* Send req (consumed) with fds; wait for the reply.  0 with *reply (owned)
+ * or an error with c->err set; a lost connection is SHMA_EDISCONNECTED. */
+int conn_call(struct shma_conn *c, json_t *req, const int *fds, int nfds, json_t **reply,
+	      int *rfds, int *nrfds);
+int conn_error(struct shma_conn *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+bool conn_forked(const struct shma_conn *c);
+/* Test hook: throw away the next n invalidation messages (to force a gap). */
+void conn_debug_drop_invalidations(struct shma_conn *c, unsigned n);
+
+/* conn_array.c */
+/* Set up an array handle from an open reply (meta + blocks). */
+int array_new(struct shma_conn *c, json_t *meta, json_t *blocks, struct shma_array **out);
+void array_free(struct shma_array *a);
+/* Apply one array's entry of a changes object (sync/commit reply, or an
+ * invalidation): blocks, meta, deleted, created/recreated. */
+int array_apply(struct shma_array *a, json_t *e);
+/* Drop every page (changes too); point the table at the current pool. */
+void array_reset(struct shma_array *a);
+/* Append a's changes to a commit: its JSON entry to arrs and its changed
+ * pages to the data memfd at *data_off.  *nothing when a has no change. */
+int array_gather(struct shma_array *a, json_t *arrs, int data_fd, uint64_t *data_off,
+		 uint64_t *pages);
+/* After a successful commit: drop the committed private copies. */
+void array_committed(struct shma_array *a);
+/* Drop uncommitted changes. */
+void array_abort(struct shma_array *a);
+struct shma_array *array_find(struct shma_conn *c, const char *name);
+
+#endif
