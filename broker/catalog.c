@@ -6,6 +6,8 @@
 #include "store.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -915,6 +917,75 @@ static int fill_block(struct catalog *c, const struct cat_commit *cm, struct wor
 	return 0;
 }
 
+/* Filling is the cost of a large commit (copying the client's pages into
+ * the pool); every block goes to its own fresh slot, so blocks fill in
+ * parallel: a few threads take blocks from a shared counter. */
+#define FILL_PARALLEL_BYTES ((uint64_t)32 << 20)
+#define FILL_MAX_THREADS 4
+
+struct fill_job {
+	struct catalog *c;
+	const struct cat_commit *cm;
+	struct work_arr *w;
+	size_t (*items)[2]; /* (array, block) of every block to fill */
+	size_t nitems;
+	atomic_size_t next;
+	atomic_int err;
+};
+
+static void *fill_worker(void *arg)
+{
+	struct fill_job *j = arg;
+
+	for (;;) {
+		size_t n = atomic_fetch_add(&j->next, 1);
+		int r;
+
+		if (n >= j->nitems || atomic_load(&j->err))
+			return NULL;
+		r = fill_block(j->c, j->cm, &j->w[j->items[n][0]], j->items[n][1]);
+		if (r) {
+			int zero = 0;
+
+			atomic_compare_exchange_strong(&j->err, &zero, r);
+		}
+	}
+}
+
+static int fill_all(struct catalog *c, const struct cat_commit *cm, struct work_arr *w)
+{
+	struct fill_job j = { .c = c, .cm = cm, .w = w };
+	pthread_t th[FILL_MAX_THREADS - 1];
+	size_t nth = 0, cap = 0;
+	uint64_t bytes = 0;
+	long ncpu;
+
+	for (size_t i = 0; i < cm->narr; i++)
+		cap += w[i].n;
+	j.items = malloc((cap + 1) * sizeof(*j.items));
+	if (!j.items)
+		return -ENOMEM;
+	for (size_t i = 0; i < cm->narr; i++)
+		for (size_t k = 0; k < w[i].n; k++)
+			if (w[i].slots[k] != CAT_HOLE) {
+				j.items[j.nitems][0] = i;
+				j.items[j.nitems++][1] = k;
+				bytes += w[i].a->blksize;
+			}
+	atomic_init(&j.next, 0);
+	atomic_init(&j.err, 0);
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (bytes >= FILL_PARALLEL_BYTES && ncpu > 1)
+		while (nth < (size_t)ncpu - 1 && nth < FILL_MAX_THREADS - 1 && nth + 1 < j.nitems &&
+		       pthread_create(&th[nth], NULL, fill_worker, &j) == 0)
+			nth++;
+	fill_worker(&j);
+	while (nth)
+		pthread_join(th[--nth], NULL);
+	free(j.items);
+	return atomic_load(&j.err);
+}
+
 static void work_free(struct work_arr *w, size_t n, struct pool *pool, bool free_slots)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -1135,17 +1206,12 @@ int catalog_commit(struct catalog *c, const struct cat_commit *cm, uint64_t now_
 				goto out;
 			}
 		}
-	for (size_t i = 0; i < cm->narr; i++)
-		for (size_t k = 0; k < w[i].n; k++) {
-			if (w[i].slots[k] == CAT_HOLE)
-				continue;
-			r = fill_block(c, cm, &w[i], k);
-			if (r) {
-				err_set(err, r, "the commit's page data could not be read (%s): is the "
-					"data file shorter than its description?", shma_strerror(r));
-				goto out;
-			}
-		}
+	r = fill_all(c, cm, w);
+	if (r) {
+		err_set(err, r, "the commit's page data could not be read (%s): is the "
+			"data file shorter than its description?", shma_strerror(r));
+		goto out;
+	}
 	r = make_result(cm, w, c->head + 1, res);
 	if (r) {
 		err_set(err, r, "out of memory");

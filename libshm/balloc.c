@@ -35,8 +35,29 @@ bool balloc_is_free(const struct balloc *ba, size_t u, size_t n)
 	return true;
 }
 
+/* Move the hint past units in use. */
+static void hint_advance(struct balloc *ba)
+{
+	size_t u = ba->hint;
+
+	while (u < ba->nunits) {
+		uint64_t w = ba->bitmap[u / 64] >> (u % 64);
+
+		if (w == ~0ull >> (u % 64)) { /* rest of this word in use */
+			u = (u / 64 + 1) * 64;
+			continue;
+		}
+		if (!(w & 1))
+			break;
+		u++;
+	}
+	ba->hint = u < ba->nunits ? u : ba->nunits;
+}
+
 void balloc_mark(struct balloc *ba, size_t u, size_t n, bool used)
 {
+	size_t first = u;
+
 	if (used)
 		ba->used += n;
 	else
@@ -52,24 +73,26 @@ void balloc_mark(struct balloc *ba, size_t u, size_t n, bool used)
 		u += k;
 		n -= k;
 	}
+	if (!used && first < ba->hint)
+		ba->hint = first;
+	else if (used && first <= ba->hint)
+		hint_advance(ba);
 }
 
 bool balloc_alloc(struct balloc *ba, size_t n, size_t *unit)
 {
-	size_t ncand, start, c;
+	size_t ncand, c;
 
 	if (n == 0 || (n & (n - 1)) || n > ba->nunits || ba->used + n > ba->nunits)
 		return false;
-	/* Next fit over n-aligned candidates, starting at the hint. */
+	/* First fit over n-aligned candidates; none below the hint is free. */
 	ncand = ba->nunits / n;
-	start = (ba->hint / n) % ncand;
-	for (c = 0; c < ncand; c++) {
-		size_t u = ((start + c) % ncand) * n;
+	for (c = ba->hint / n; c < ncand; c++) {
+		size_t u = c * n;
 
 		if (!balloc_is_free(ba, u, n))
 			continue;
 		balloc_mark(ba, u, n, true);
-		ba->hint = u + n;
 		*unit = u;
 		return true;
 	}

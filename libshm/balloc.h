@@ -3,7 +3,9 @@
  * Manages offsets in an arena of nunits units (the RAM memfd, the broker's
  * page pool): an allocation of n units (n a power of two) is aligned to n
  * units, so it can be mapped at a block boundary.  A bitmap says which units
- * are in use; the search is next-fit from where the last allocation ended.
+ * are in use; the search is first-fit from the lowest unit that may be free,
+ * so freed memory (already backed by pages) is reused before untouched
+ * memory, and what is in use stays packed at the start.
  * Not thread-safe: the owner's lock protects it.
  */
 #ifndef SHMA_BALLOC_H
@@ -16,7 +18,7 @@
 struct balloc {
 	size_t nunits;
 	size_t used; /* units in use */
-	size_t hint; /* unit where the next search starts */
+	size_t hint; /* every unit below it is in use */
 	uint64_t *bitmap;
 };
 
