@@ -188,8 +188,10 @@ void shma_fileh_close(shma_fileh **fhp);
  *                         thrown away and the next access loads again
  *   LOADED                clean data (copy-in: RAM page; direct-map: the
  *                         base fd), mapped read-only where mapped
- *   DIRTY                 changed locally, in a RAM page, mapped read-write
- *                         where mapped; never reclaimed
+ *   DIRTY                 changed locally — in a RAM page shared by the
+ *                         mappings, or (SHMA_FILE_COW_PRIVATE) in one
+ *                         mapping's private copy — mapped read-write where
+ *                         mapped; never reclaimed
  *
  *        access (fault/prefault)        loadblk/mapblk ok
  *   EMPTY -----------------> LOADING ----------------------> LOADED
@@ -423,6 +425,72 @@ struct shma_conn_stats {
 	uint64_t pages_sent;	/* 4 KiB pages committed */
 };
 void shma_conn_stats(shma_conn *c, struct shma_conn_stats *st);
+
+/* ---- views ----------------------------------------------------------------
+ *
+ * A view is NumPy's picture of memory: a data pointer (the element at index
+ * (0, ..., 0)), a dtype, a shape and strides in bytes (negative allowed).
+ * Views are plain values: copy them freely; they borrow the memory of the
+ * array they came from and are valid as long as that memory is (see
+ * shma_array_data).  All view functions are pure computations (no broker,
+ * no locks) and thread-safe; they leave *out untouched on error.
+ */
+#define SHMA_MAXDIM 32
+
+struct shma_view {
+	char *data;	 /* address of element (0, ..., 0) */
+	char dtype[5];	 /* NumPy type string, e.g. "<f8" */
+	unsigned itemsize;
+	unsigned ndim;
+	uint64_t shape[SHMA_MAXDIM];
+	int64_t strides[SHMA_MAXDIM]; /* bytes */
+	/* where it lives: base is the start of the array's memory, so element
+	 * (0, ..., 0) is at byte offset (data - base) of the array */
+	char *base;
+	shma_array *array; /* borrowed; NULL for a view of other memory */
+};
+
+/* The whole array as a view (C or F strides by its order). */
+int shma_view_of(shma_array *a, struct shma_view *out);
+/* A view of any memory: contiguous C-order strides; base = data. */
+int shma_view_init(struct shma_view *out, void *data, const char *dtype, unsigned ndim,
+		   const uint64_t *shape);
+
+/* Basic slicing of one axis, NumPy semantics: start/stop may be negative
+ * (counted from the end) and are clipped; SHMA_END as stop (or start with a
+ * negative step) means "to the end"; step != 0, negative walks backwards. */
+#define SHMA_END INT64_MIN
+int shma_view_slice(const struct shma_view *in, unsigned axis, int64_t start, int64_t stop,
+		    int64_t step, struct shma_view *out);
+/* Integer index of one axis (negative counts from the end): drops the axis.
+ * -ERANGE if out of bounds. */
+int shma_view_index(const struct shma_view *in, unsigned axis, int64_t i,
+		    struct shma_view *out);
+/* NumPy index expression, e.g. "1:10:2, ::-1, 5" or "..., 0" (slices,
+ * integers, one "..."): -EINVAL with a reason in why (may be NULL). */
+int shma_view_subscript(const struct shma_view *in, const char *expr, struct shma_view *out,
+			char *why, size_t whylen);
+/* Permute axes (perm NULL: reverse them, as .T). */
+int shma_view_transpose(const struct shma_view *in, const unsigned *perm,
+			struct shma_view *out);
+/* Reshape without copying (one dimension may be SHMA_INFER); -EINVAL if the
+ * sizes differ, -ENOTSUP if the layout does not allow it without a copy. */
+#define SHMA_INFER UINT64_MAX
+int shma_view_reshape(const struct shma_view *in, unsigned ndim, const uint64_t *shape,
+		      struct shma_view *out);
+/* Reinterpret as another dtype (as ndarray.view(dtype)): the last axis must
+ * be contiguous and its byte length divisible by the new item size. */
+int shma_view_astype(const struct shma_view *in, const char *dtype, struct shma_view *out);
+
+/* Number of elements; address of an element (idx: ndim indexes, checked:
+ * NULL if out of bounds). */
+uint64_t shma_view_size(const struct shma_view *v);
+void *shma_view_ptr(const struct shma_view *v, const uint64_t *idx);
+/* The byte range [lo, hi) of the array that the view's elements occupy,
+ * as offsets from v->base (lo == hi for an empty view). */
+void shma_view_extent(const struct shma_view *v, uint64_t *lo, uint64_t *hi);
+/* Is it C-contiguous (elements adjacent, last axis fastest)? */
+bool shma_view_is_contiguous(const struct shma_view *v);
 
 #ifdef __cplusplus
 }

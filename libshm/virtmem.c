@@ -458,10 +458,11 @@ retry:
 		return 0;
 	}
 
-	/* the bound on pages (each costs mappings): evict a clean one */
-	if (fh->ram->npages_all >= fh->ram->max_pages &&
-	    ram_reclaim_locked(fh->ram, 1, false) == 0)
-		return SHMA_ERAMLIMIT;
+	/* the bound on pages (each costs mappings): evict clean ones, as many
+	 * as it takes (the bound may have been lowered) */
+	while (fh->ram->npages_all >= fh->ram->max_pages)
+		if (ram_reclaim_locked(fh->ram, 1, false) == 0)
+			return SHMA_ERAMLIMIT;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;

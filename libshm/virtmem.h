@@ -31,8 +31,9 @@
  *   - DIRTY: on its handle's dirty list; mapped read-write where mapped;
  *     holds RAM (shared by every mapping), or — direct-map with
  *     SHMA_FILE_COW_PRIVATE — no RAM but a MAP_PRIVATE copy of the base in
- *     exactly one mapping (priv), which then is the only mapping of the handle
- *     that covers the block (the kernel copied only the 4 KiB pages written).
+ *     exactly one mapping (priv; the kernel copied only the 4 KiB pages
+ *     written).  It was the only mapping covering the block when the copy
+ *     was made; one made later moves the copy into RAM at its first access.
  *   - ram->npages_all counts the pages of every handle on that RAM.
  *   - a mapping's `mapped` bit for a block is set iff the block's page is
  *     mapped there; page.nmapped counts those bits over all mappings.

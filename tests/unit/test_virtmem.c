@@ -84,6 +84,12 @@ struct tf {
 	bool hole[TF_NBLK];
 	unsigned nmapblk[TF_NBLK];
 	uint64_t fail_map_blk;
+
+	int pagemap_fd;		/* /proc/self/pagemap, -1 if not open */
+
+	/* a second file on the same RAM (tf_open_peer) */
+	struct tf *peer;
+	bool ram_borrowed;
 };
 
 /* ---- data patterns ------------------------------------------------------ */
@@ -302,14 +308,18 @@ static int tf_mapblk(shma_file *f, uint64_t blk, int *fd, uint64_t *off)
 
 /* ---- fixture ---------------------------------------------------------------- */
 
-/* Create file + RAM (limit bytes) + handle, reinstall the fault handler.
- * *state keeps it for tf_teardown, which runs even when the test fails. */
-static struct tf *tf_open(void **state, enum tf_kind kind, size_t blksize, size_t limit)
+static struct tf *tf_alloc(void)
 {
 	struct tf *t = calloc(1, sizeof(*t));
 
 	assert_non_null(t);
-	*state = t;
+	return t;
+}
+
+/* Set up t (from tf_alloc, already where the teardown finds it) as a test
+ * file of this kind with ops.flags = flags, not yet opened. */
+static void tf_init(struct tf *t, enum tf_kind kind, size_t blksize, unsigned flags)
+{
 	t->kind = kind;
 	t->blksize = blksize;
 	t->fail_load_blk = NONE;
@@ -317,8 +327,10 @@ static struct tf *tf_open(void **state, enum tf_kind kind, size_t blksize, size_
 	t->fail_map_blk = NONE;
 	t->inval_load_blk = NONE;
 	t->memfd = -1;
+	t->pagemap_fd = -1;
 	t->stored_data = malloc(TF_NSTORE * blksize);
 	assert_non_null(t->stored_data);
+	t->ops.flags = flags;
 	t->ops.storeblk = tf_storeblk;
 	if (kind == TF_COPYIN) {
 		t->ops.loadblk = tf_loadblk;
@@ -337,16 +349,71 @@ static struct tf *tf_open(void **state, enum tf_kind kind, size_t blksize, size_
 		}
 		free(buf);
 	}
+}
 
+/* Create t's file and open its handle on t->ram. */
+static void tf_open_handle(struct tf *t)
+{
+	assert_int_equal(shma_file_new(&t->ops, t->blksize, t, &t->f), 0);
+	assert_non_null(t->f);
+	assert_int_equal(shma_fileh_open(t->f, t->ram, &t->fh), 0);
+	assert_non_null(t->fh);
+}
+
+/* Create file (ops.flags = flags) + RAM (limit bytes) + handle, reinstall
+ * the fault handler.  *state keeps it for tf_teardown, which runs even when
+ * the test fails. */
+static struct tf *tf_open_flags(void **state, enum tf_kind kind, size_t blksize, size_t limit,
+				unsigned flags)
+{
+	struct tf *t = tf_alloc();
+
+	*state = t;
+	tf_init(t, kind, blksize, flags);
 	/* cmocka installed its own SIGSEGV handler before this test. */
 	assert_int_equal(shma_vm_install_handler(), 0);
 	assert_int_equal(shma_ram_new(limit, &t->ram), 0);
 	assert_non_null(t->ram);
-	assert_int_equal(shma_file_new(&t->ops, blksize, t, &t->f), 0);
-	assert_non_null(t->f);
-	assert_int_equal(shma_fileh_open(t->f, t->ram, &t->fh), 0);
-	assert_non_null(t->fh);
+	tf_open_handle(t);
 	return t;
+}
+
+static struct tf *tf_open(void **state, enum tf_kind kind, size_t blksize, size_t limit)
+{
+	return tf_open_flags(state, kind, blksize, limit, 0);
+}
+
+/* A second test file with its own handle on t's RAM (t->peer; torn down
+ * with t, before the RAM goes). */
+static struct tf *tf_open_peer(struct tf *t, enum tf_kind kind, size_t blksize, unsigned flags)
+{
+	struct tf *p;
+
+	assert_null(t->peer);
+	p = t->peer = tf_alloc();
+	tf_init(p, kind, blksize, flags);
+	p->ram = t->ram;
+	p->ram_borrowed = true;
+	tf_open_handle(p);
+	return p;
+}
+
+static void tf_free(struct tf *t)
+{
+	if (t->peer)
+		tf_free(t->peer);
+	for (int i = 0; i < TF_NMAP; i++)
+		shma_unmap(&t->m[i]);	/* may fail (SHMA_ERAMLIMIT): close takes it */
+	shma_fileh_close(&t->fh);
+	shma_file_destroy(&t->f);
+	if (!t->ram_borrowed)
+		shma_ram_destroy(&t->ram);
+	if (t->memfd >= 0)
+		close(t->memfd);
+	if (t->pagemap_fd >= 0)
+		close(t->pagemap_fd);
+	free(t->stored_data);
+	free(t);
 }
 
 static int tf_teardown(void **state)
@@ -355,15 +422,7 @@ static int tf_teardown(void **state)
 
 	if (!t)
 		return 0;
-	for (int i = 0; i < TF_NMAP; i++)
-		shma_unmap(&t->m[i]);
-	shma_fileh_close(&t->fh);
-	shma_file_destroy(&t->f);
-	shma_ram_destroy(&t->ram);
-	if (t->memfd >= 0)
-		close(t->memfd);
-	free(t->stored_data);
-	free(t);
+	tf_free(t);
 	*state = NULL;
 	return 0;
 }
@@ -418,6 +477,54 @@ static void assert_memfd_block(struct tf *t, uint64_t blk, long widx, uint64_t w
 			 (ssize_t)t->blksize);
 	assert_int_equal(block_diff(buf, t->blksize, blk, 0, false, widx, wval), -1);
 	free(buf);
+}
+
+/* ---- private copies: byte writes and the kernel's page table ------------ */
+
+static void wr8(void *p, uint8_t v)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	*(volatile uint8_t *)p = v;
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+/* Word w with its byte k (little-endian) replaced by v, as a byte write at
+ * w's address + k leaves it. */
+static uint64_t with_byte(uint64_t w, unsigned k, uint8_t v)
+{
+	return (w & ~(0xffull << (8 * k))) | ((uint64_t)v << (8 * k));
+}
+
+/* /proc/self/pagemap: one 64-bit entry per 4 KiB page of the address space
+ * (bit 63 present, bit 61 file page or shared anonymous; a page the kernel
+ * copied for a MAP_PRIVATE write is present without bit 61). */
+#define PM_PRESENT	(1ull << 63)
+#define PM_FILE		(1ull << 61)
+
+static void tf_open_pagemap(struct tf *t)
+{
+	t->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (t->pagemap_fd < 0)
+		skip();	/* no procfs: nothing to look at */
+}
+
+static uint64_t pagemap_entry(struct tf *t, const void *p)
+{
+	uint64_t e = 0;
+
+	assert_int_equal(pread(t->pagemap_fd, &e, sizeof(e),
+			       (off_t)((uintptr_t)p / 4096 * sizeof(e))),
+			 (ssize_t)sizeof(e));
+	return e;
+}
+
+/* Is the 4 KiB page at p a private anonymous copy (present, not a file
+ * page)? */
+static bool page_is_anon_copy(struct tf *t, const void *p)
+{
+	uint64_t e = pagemap_entry(t, p);
+
+	return (e & PM_PRESENT) && !(e & PM_FILE);
 }
 
 /* ---- copy-in: faults ------------------------------------------------------------ */
@@ -706,7 +813,7 @@ static void test_unmap_keeps_dirty(void **state)
 	tf_map(t, 0, 0, 4);
 	wr64(blkp(t, 0, 1) + 8, 4242);
 	assert_int_equal(rd64(blkp(t, 0, 0)), pat(0, 0, 0));
-	shma_unmap(&t->m[0]);
+	assert_int_equal(shma_unmap(&t->m[0]), 0);
 	assert_null(t->m[0]);
 	assert_int_equal(state_of(t, 1), SHMA_PAGE_DIRTY);
 	assert_int_equal(state_of(t, 0), SHMA_PAGE_LOADED);
@@ -1488,6 +1595,668 @@ static void test_direct_big_blocks(void **state)
 	assert_int_equal(t->nmapblk[1], 2);
 }
 
+/* ---- direct-map, SHMA_FILE_COW_PRIVATE ------------------------------------------------ */
+
+#define COW SHMA_FILE_COW_PRIVATE
+
+static void test_cow_private_write_uses_no_ram(void **state)
+{
+	struct tf *t = tf_open_flags(state, TF_DIRECT, 4096, 16 * 4096, COW);
+	uint64_t d[4];
+	int e;
+
+	tf_map(t, 0, 0, 4);
+	assert_int_equal(rd64(blkp(t, 0, 1)), pat(1, 0, 0));
+	assert_int_equal(rd64(blkp(t, 0, 0)), pat(0, 0, 0));
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_LOADED);
+
+	/* One byte into a clean block: DIRTY, and no RAM page for it. */
+	errno = EXDEV;
+	wr8(blkp(t, 0, 1) + 100 * 8 + 3, 0x5a);
+	e = errno;
+	assert_int_equal(e, EXDEV);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_DIRTY);
+	assert_int_equal(ram_stats(t).npages, 0);
+	assert_int_equal(ram_stats(t).used, 0);
+	assert_int_equal(t->nmapblk[1], 1);
+	assert_int_equal(shma_fileh_dirty_blocks(t->fh, d, 4), 1);
+	assert_int_equal(d[0], 1);
+	assert_true(shma_mapping_block_mapped(t->m[0], 1));
+	assert_true(probe_writable(blkp(t, 0, 1)));
+	assert_true(probe_writable(blkp(t, 0, 1) + 4095));
+	assert_block(t, 0, 1, 0, 100, with_byte(pat(1, 0, 100), 3, 0x5a));
+	assert_memfd_block(t, 1, -1, 0);	/* the base is not written */
+	assert_int_equal(state_of(t, 0), SHMA_PAGE_LOADED);
+	assert_false(probe_writable(blkp(t, 0, 0)));
+
+	/* Further writes stay in the copy; EMPTY -> DIRTY goes the same way. */
+	wr64(blkp(t, 0, 1), 0x11);
+	wr64(blkp(t, 0, 2) + 8, 0x22);
+	assert_int_equal(state_of(t, 2), SHMA_PAGE_DIRTY);
+	assert_int_equal(t->nmapblk[2], 1);
+	assert_block(t, 0, 2, 0, 1, 0x22);
+	assert_int_equal(rd64(blkp(t, 0, 1)), 0x11);
+	assert_int_equal(rd64(blkp(t, 0, 1) + 100 * 8), with_byte(pat(1, 0, 100), 3, 0x5a));
+	assert_int_equal(rd64(blkp(t, 0, 1) + 8), pat(1, 0, 1));
+	assert_memfd_block(t, 1, -1, 0);
+	assert_memfd_block(t, 2, -1, 0);
+	assert_int_equal(ram_stats(t).npages, 0);
+	assert_int_equal(shma_fileh_dirty_blocks(t->fh, NULL, 0), 2);
+
+	/* Reclaim takes the clean block only: private copies are dirty. */
+	assert_int_equal(shma_ram_reclaim(t->ram, 100), 1);
+	assert_int_equal(state_of(t, 0), SHMA_PAGE_EMPTY);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_DIRTY);
+	assert_int_equal(state_of(t, 2), SHMA_PAGE_DIRTY);
+	assert_int_equal(rd64(blkp(t, 0, 1)), 0x11);
+	assert_block(t, 0, 2, 0, 1, 0x22);
+}
+
+/* The kernel copies only the 4 KiB pages written: in the page table the
+ * written page is anonymous, the others are the base's (or not there). */
+static void test_cow_private_copies_written_page_only(void **state)
+{
+	const size_t bs = 64 * KIB, np = bs / 4096;
+	struct tf *t = tf_open_flags(state, TF_DIRECT, bs, 4 * bs, COW);
+	const long w3 = (3 * 4096 + 8) / 8, w7 = (7 * 4096 + 4000) / 8;
+	uint8_t *b;
+
+	tf_open_pagemap(t);
+	tf_map(t, 0, 0, 4);
+
+	/* EMPTY -> DIRTY by one byte in page 3. */
+	b = blkp(t, 0, 1);
+	wr8(b + 3 * 4096 + 9, 0xc3);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_DIRTY);
+	assert_int_equal(ram_stats(t).npages, 0);
+	for (size_t i = 0; i < np; i++)
+		assert_int_equal(page_is_anon_copy(t, b + i * 4096), i == 3);
+	/* Reading the block maps the base's pages, it copies none. */
+	assert_block(t, 0, 1, 0, w3, with_byte(pat(1, 0, (size_t)w3), 1, 0xc3));
+	for (size_t i = 0; i < np; i++)
+		assert_int_equal(page_is_anon_copy(t, b + i * 4096), i == 3);
+
+	/* LOADED (read in whole through the shared base) -> DIRTY by one byte
+	 * in page 7. */
+	b = blkp(t, 0, 2);
+	assert_block(t, 0, 2, 0, -1, 0);
+	assert_int_equal(state_of(t, 2), SHMA_PAGE_LOADED);
+	for (size_t i = 0; i < np; i++)
+		assert_false(page_is_anon_copy(t, b + i * 4096));
+	wr8(b + 7 * 4096 + 4000, 0x77);
+	assert_int_equal(state_of(t, 2), SHMA_PAGE_DIRTY);
+	assert_block(t, 0, 2, 0, w7, with_byte(pat(2, 0, (size_t)w7), 0, 0x77));
+	for (size_t i = 0; i < np; i++)
+		assert_int_equal(page_is_anon_copy(t, b + i * 4096), i == 7);
+
+	/* A second page written: two copies; still no RAM. */
+	wr64(blkp(t, 0, 1) + bs - 8, 0xe);
+	for (size_t i = 0; i < np; i++)
+		assert_int_equal(page_is_anon_copy(t, blkp(t, 0, 1) + i * 4096),
+				 i == 3 || i == np - 1);
+	assert_int_equal(ram_stats(t).npages, 0);
+	assert_int_equal(ram_stats(t).used, 0);
+	assert_memfd_block(t, 1, -1, 0);
+	assert_memfd_block(t, 2, -1, 0);
+}
+
+static void test_cow_private_hole(void **state)
+{
+	const size_t bs = 16 * KIB;
+	struct tf *t = tf_open_flags(state, TF_DIRECT, bs, 4 * bs, COW);
+	const long w1 = (2 * 4096 + 8) / 8, w2 = (long)(bs / 8 - 1);
+
+	t->hole[1] = t->hole[2] = true;
+	tf_map(t, 0, 0, 4);
+
+	/* EMPTY -> DIRTY: zeros and the write. */
+	wr64(blkp(t, 0, 1) + 2 * 4096 + 8, 0x77);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_DIRTY);
+	assert_int_equal(block_diff(blkp(t, 0, 1), bs, 1, 0, true, w1, 0x77), -1);
+
+	/* LOADED (zero pages) -> DIRTY by one byte. */
+	assert_int_equal(rd64(blkp(t, 0, 2) + 8), 0);
+	assert_int_equal(state_of(t, 2), SHMA_PAGE_LOADED);
+	wr8(blkp(t, 0, 2) + bs - 1, 0x99);
+	assert_int_equal(state_of(t, 2), SHMA_PAGE_DIRTY);
+	assert_int_equal(block_diff(blkp(t, 0, 2), bs, 2, 0, true, w2, with_byte(0, 7, 0x99)),
+			 -1);
+	assert_true(probe_writable(blkp(t, 0, 2)));
+	assert_int_equal(t->nmapblk[1], 1);
+	assert_int_equal(t->nmapblk[2], 1);
+	assert_int_equal(ram_stats(t).npages, 0);
+	assert_int_equal(ram_stats(t).used, 0);
+
+	/* What is stored is the zeros and the writes. */
+	assert_int_equal(shma_fileh_writeout(t->fh, SHMA_WRITEOUT_STORE), 0);
+	assert_int_equal(t->nstored, 2);
+	assert_int_equal(t->stored_blk[0], 1);
+	assert_int_equal(t->stored_blk[1], 2);
+	assert_int_equal(block_diff(t->stored_data, bs, 1, 0, true, w1, 0x77), -1);
+	assert_int_equal(block_diff(t->stored_data + bs, bs, 2, 0, true, w2,
+				    with_byte(0, 7, 0x99)), -1);
+}
+
+static void test_cow_private_second_mapping_before_write(void **state)
+{
+	struct tf *t = tf_open_flags(state, TF_DIRECT, 4096, 16 * 4096, COW);
+	const uint64_t v = with_byte(pat(1, 0, 2), 1, 0xab);
+
+	tf_map(t, 0, 0, 4);
+	tf_map(t, 1, 1, 2);	/* blocks 1..2 */
+
+	/* Block 1 is covered twice: the write makes one RAM copy, shared. */
+	assert_int_equal(rd64(blkp(t, 1, 1)), pat(1, 0, 0));
+	wr8(blkp(t, 0, 1) + 17, 0xab);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_DIRTY);
+	assert_int_equal(ram_stats(t).npages, 1);
+	assert_int_equal(ram_stats(t).used, 4096);
+	assert_block(t, 0, 1, 0, 2, v);
+	assert_block(t, 1, 1, 0, 2, v);
+	wr64(blkp(t, 1, 1) + 8 * 8, 0x88);
+	assert_int_equal(rd64(blkp(t, 0, 1) + 8 * 8), 0x88);
+	wr64(blkp(t, 0, 1) + 9 * 8, 0x99);
+	assert_int_equal(rd64(blkp(t, 1, 1) + 9 * 8), 0x99);
+	assert_true(probe_writable(blkp(t, 0, 1)));
+	assert_true(probe_writable(blkp(t, 1, 1)));
+
+	/* Covered twice though mapped nowhere yet: the same. */
+	wr64(blkp(t, 1, 2), 0x22);
+	assert_int_equal(ram_stats(t).npages, 2);
+	assert_int_equal(rd64(blkp(t, 0, 2)), 0x22);
+	assert_block(t, 0, 2, 0, 0, 0x22);
+
+	/* Block 0 is covered once: a private copy, no more RAM. */
+	wr64(blkp(t, 0, 0), 0x10);
+	assert_int_equal(state_of(t, 0), SHMA_PAGE_DIRTY);
+	assert_int_equal(ram_stats(t).npages, 2);
+	assert_block(t, 0, 0, 0, 0, 0x10);
+	for (uint64_t b = 0; b < 3; b++)
+		assert_memfd_block(t, b, -1, 0);
+	assert_int_equal(shma_fileh_dirty_blocks(t->fh, NULL, 0), 3);
+}
+
+static void test_cow_private_second_mapping_after_write(void **state)
+{
+	struct tf *t = tf_open_flags(state, TF_DIRECT, 4096, 16 * 4096, COW);
+	const uint64_t v = with_byte(pat(1, 0, 2), 1, 0xab);
+
+	tf_map(t, 0, 0, 4);
+	wr8(blkp(t, 0, 1) + 17, 0xab);
+	wr64(blkp(t, 0, 2) + 8, 0x22);
+	assert_int_equal(ram_stats(t).npages, 0);
+
+	/* The copies stay private until the new mapping needs them. */
+	tf_map(t, 1, 1, 2);	/* blocks 1..2 */
+	assert_int_equal(ram_stats(t).npages, 0);
+	assert_false(shma_mapping_block_mapped(t->m[1], 1));
+
+	/* A read through it moves block 1's copy into RAM; both show it. */
+	assert_block(t, 1, 1, 0, 2, v);
+	assert_int_equal(ram_stats(t).npages, 1);
+	assert_int_equal(ram_stats(t).used, 4096);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_DIRTY);
+	assert_true(shma_mapping_block_mapped(t->m[0], 1));
+	assert_true(shma_mapping_block_mapped(t->m[1], 1));
+	assert_block(t, 0, 1, 0, 2, v);
+	wr64(blkp(t, 1, 1) + 8 * 8, 0x88);
+	assert_int_equal(rd64(blkp(t, 0, 1) + 8 * 8), 0x88);
+	wr64(blkp(t, 0, 1) + 9 * 8, 0x99);
+	assert_int_equal(rd64(blkp(t, 1, 1) + 9 * 8), 0x99);
+	assert_int_equal(rd64(blkp(t, 1, 1) + 2 * 8), v);
+	assert_true(probe_writable(blkp(t, 0, 1)));
+	assert_true(probe_writable(blkp(t, 1, 1)));
+
+	/* A write through it as its first touch of block 2: the same. */
+	wr64(blkp(t, 1, 2) + 16, 0x33);
+	assert_int_equal(ram_stats(t).npages, 2);
+	assert_int_equal(state_of(t, 2), SHMA_PAGE_DIRTY);
+	assert_int_equal(rd64(blkp(t, 0, 2) + 8), 0x22);
+	assert_int_equal(rd64(blkp(t, 0, 2) + 16), 0x33);
+	assert_int_equal(rd64(blkp(t, 1, 2) + 8), 0x22);
+	wr64(blkp(t, 0, 2) + 24, 0x44);
+	assert_int_equal(rd64(blkp(t, 1, 2) + 24), 0x44);
+	assert_int_equal(rd64(blkp(t, 1, 2)), pat(2, 0, 0));
+
+	assert_int_equal(t->nmapblk[1], 1);
+	assert_int_equal(t->nmapblk[2], 1);
+	assert_memfd_block(t, 1, -1, 0);
+	assert_memfd_block(t, 2, -1, 0);
+	assert_int_equal(shma_fileh_dirty_blocks(t->fh, NULL, 0), 2);
+}
+
+static void test_cow_private_unmap_moves_to_ram(void **state)
+{
+	struct tf *t = tf_open_flags(state, TF_DIRECT, 4096, 16 * 4096, COW);
+	const uint64_t v = with_byte(pat(1, 0, 2), 1, 0xab);
+
+	tf_map(t, 0, 0, 4);
+	assert_int_equal(rd64(blkp(t, 0, 0)), pat(0, 0, 0));
+	wr8(blkp(t, 0, 1) + 17, 0xab);
+	assert_int_equal(ram_stats(t).npages, 0);
+
+	assert_int_equal(shma_unmap(&t->m[0]), 0);
+	assert_null(t->m[0]);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_DIRTY);
+	assert_int_equal(state_of(t, 0), SHMA_PAGE_LOADED);
+	assert_int_equal(ram_stats(t).npages, 1);
+	assert_int_equal(ram_stats(t).used, 4096);
+	assert_int_equal(shma_fileh_dirty_blocks(t->fh, NULL, 0), 1);
+
+	/* The changes are kept: a new mapping shows them and writes on. */
+	tf_map(t, 1, 0, 2);
+	assert_block(t, 1, 1, 0, 2, v);
+	assert_true(probe_writable(blkp(t, 1, 1)));
+	wr64(blkp(t, 1, 1), 0x1);
+	assert_int_equal(rd64(blkp(t, 1, 1) + 16), v);
+	assert_int_equal(ram_stats(t).npages, 1);
+	assert_int_equal(t->nmapblk[1], 1);
+	assert_memfd_block(t, 1, -1, 0);
+
+	/* In RAM now: unmapping again needs nothing more. */
+	assert_int_equal(shma_unmap(&t->m[1]), 0);
+	assert_int_equal(ram_stats(t).npages, 1);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_DIRTY);
+}
+
+static void test_cow_private_unmap_at_ram_limit(void **state)
+{
+	struct tf *t = tf_open_flags(state, TF_DIRECT, 4096, 2 * 4096, COW);
+	const uint64_t v = with_byte(pat(0, 0, 2), 1, 0xab);
+	shma_mapping *m0;
+
+	tf_map(t, 0, 0, 4);
+	tf_map(t, 1, 2, 2);	/* blocks 2..3 */
+	wr64(blkp(t, 1, 2), 0x2);	/* covered twice: RAM, which is then full */
+	wr64(blkp(t, 1, 3), 0x3);
+	assert_int_equal(ram_stats(t).npages, 2);
+	wr8(blkp(t, 0, 0) + 17, 0xab);	/* covered once: private */
+	assert_int_equal(state_of(t, 0), SHMA_PAGE_DIRTY);
+	assert_int_equal(ram_stats(t).npages, 2);
+
+	/* RAM cannot take the copy: nothing is unmapped. */
+	m0 = t->m[0];
+	assert_int_equal(shma_unmap(&t->m[0]), SHMA_ERAMLIMIT);
+	assert_ptr_equal(t->m[0], m0);
+	assert_true(shma_mapping_block_mapped(t->m[0], 0));
+	assert_int_equal(state_of(t, 0), SHMA_PAGE_DIRTY);
+	assert_block(t, 0, 0, 0, 2, v);
+	assert_int_equal(rd64(blkp(t, 0, 2)), 0x2);
+	wr64(blkp(t, 0, 0) + 8, 0x1);	/* still usable */
+	assert_int_equal(rd64(blkp(t, 0, 0) + 8), 0x1);
+	assert_int_equal(ram_stats(t).npages, 2);
+	assert_memfd_block(t, 0, -1, 0);
+
+	/* Room again: the copy moves and the mapping goes. */
+	shma_fileh_invalidate(t->fh, 3);
+	assert_int_equal(ram_stats(t).npages, 1);
+	assert_int_equal(shma_unmap(&t->m[0]), 0);
+	assert_null(t->m[0]);
+	assert_int_equal(ram_stats(t).npages, 2);
+	assert_int_equal(state_of(t, 0), SHMA_PAGE_DIRTY);
+	tf_map(t, 2, 0, 1);
+	assert_int_equal(rd64(blkp(t, 2, 0) + 8), 0x1);
+	assert_int_equal(rd64(blkp(t, 2, 0) + 16), v);
+	assert_int_equal(rd64(blkp(t, 2, 0) + 24), pat(0, 0, 3));
+	assert_int_equal(rd64(blkp(t, 1, 2)), 0x2);
+}
+
+static void test_cow_private_writeout(void **state)
+{
+	const size_t bs = 16 * KIB;
+	struct tf *t = tf_open_flags(state, TF_DIRECT, bs, 4 * bs, COW);
+	const long w = (2 * 4096 + 40) / 8;
+	const uint64_t v = with_byte(pat(1, 0, (size_t)w), 5, 0xee);
+
+	tf_map(t, 0, 0, 4);
+	wr8(blkp(t, 0, 1) + 2 * 4096 + 45, 0xee);
+
+	/* storeblk gets the whole block: the change and the base around it. */
+	assert_int_equal(shma_fileh_writeout(t->fh, SHMA_WRITEOUT_STORE), 0);
+	assert_int_equal(t->nstored, 1);
+	assert_int_equal(t->stored_blk[0], 1);
+	assert_int_equal(block_diff(t->stored_data, bs, 1, 0, false, w, v), -1);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_DIRTY);
+	assert_true(probe_writable(blkp(t, 0, 1)));
+	assert_int_equal(ram_stats(t).npages, 0);
+	assert_memfd_block(t, 1, -1, 0);
+
+	/* Stored into the base and marked stored: dropped; the next read
+	 * maps the base, which now holds the change. */
+	t->store_to_memfd = true;
+	assert_int_equal(shma_fileh_writeout(t->fh, SHMA_WRITEOUT_STORE |
+							     SHMA_WRITEOUT_MARKSTORED), 0);
+	assert_int_equal(t->nstored, 2);
+	assert_int_equal(block_diff(t->stored_data + bs, bs, 1, 0, false, w, v), -1);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_EMPTY);
+	assert_false(shma_mapping_block_mapped(t->m[0], 1));
+	assert_false(probe_readable(blkp(t, 0, 1)));
+	assert_int_equal(shma_fileh_dirty_blocks(t->fh, NULL, 0), 0);
+	assert_int_equal(ram_stats(t).npages, 0);
+	assert_memfd_block(t, 1, w, v);
+	assert_block(t, 0, 1, 0, w, v);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_LOADED);
+	assert_false(probe_writable(blkp(t, 0, 1)));
+	assert_int_equal(t->nmapblk[1], 2);
+
+	/* And a write makes a private copy of that again. */
+	wr64(blkp(t, 0, 1), 0x7);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_DIRTY);
+	assert_int_equal(ram_stats(t).npages, 0);
+	assert_int_equal(rd64(blkp(t, 0, 1)), 0x7);
+	assert_int_equal(rd64(blkp(t, 0, 1) + 8), pat(1, 0, 1));
+	assert_int_equal(rd64(blkp(t, 0, 1) + w * 8), v);
+	assert_memfd_block(t, 1, w, v);
+}
+
+static void test_cow_private_discard(void **state)
+{
+	struct tf *t = tf_open_flags(state, TF_DIRECT, 4096, 16 * 4096, COW);
+
+	tf_map(t, 0, 0, 4);
+	tf_map(t, 1, 3, 1);	/* block 3 */
+	wr8(blkp(t, 0, 0) + 5, 0x55);	/* private */
+	wr64(blkp(t, 0, 1) + 8, 0x11);	/* private */
+	assert_int_equal(rd64(blkp(t, 0, 2)), pat(2, 0, 0));
+	wr64(blkp(t, 0, 3), 0x33);	/* covered twice: RAM */
+	assert_int_equal(ram_stats(t).npages, 1);
+
+	shma_fileh_discard(t->fh);
+	assert_int_equal(ram_stats(t).npages, 0);
+	assert_int_equal(ram_stats(t).used, 0);
+	assert_int_equal(shma_fileh_dirty_blocks(t->fh, NULL, 0), 0);
+	for (uint64_t b = 0; b < 4; b++)
+		assert_int_equal(state_of(t, b), b == 2 ? SHMA_PAGE_LOADED : SHMA_PAGE_EMPTY);
+	assert_false(shma_mapping_block_mapped(t->m[0], 0));
+	assert_false(probe_readable(blkp(t, 0, 0)));
+	assert_false(probe_readable(blkp(t, 0, 1)));
+
+	/* The base again, read-only, no RAM. */
+	for (uint64_t b = 0; b < 4; b++)
+		assert_block(t, 0, b, 0, -1, 0);
+	assert_block(t, 1, 3, 0, -1, 0);
+	assert_false(probe_writable(blkp(t, 0, 0)));
+	assert_int_equal(state_of(t, 0), SHMA_PAGE_LOADED);
+	assert_int_equal(ram_stats(t).npages, 0);
+	assert_int_equal(t->nmapblk[0], 2);
+	assert_int_equal(t->nstore_calls, 0);
+	for (uint64_t b = 0; b < 4; b++)
+		assert_memfd_block(t, b, -1, 0);
+}
+
+static void test_cow_private_invalidate(void **state)
+{
+	struct tf *t = tf_open_flags(state, TF_DIRECT, 4096, 16 * 4096, COW);
+
+	tf_map(t, 0, 0, 4);
+	wr8(blkp(t, 0, 1) + 5, 0x55);
+	wr64(blkp(t, 0, 2), 0x22);
+	assert_int_equal(shma_fileh_dirty_blocks(t->fh, NULL, 0), 2);
+
+	shma_fileh_invalidate(t->fh, 1);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_EMPTY);
+	assert_false(shma_mapping_block_mapped(t->m[0], 1));
+	assert_false(probe_readable(blkp(t, 0, 1)));
+	assert_int_equal(shma_fileh_dirty_blocks(t->fh, NULL, 0), 1);
+	assert_int_equal(state_of(t, 2), SHMA_PAGE_DIRTY);
+	assert_block(t, 0, 2, 0, 0, 0x22);
+
+	assert_block(t, 0, 1, 0, -1, 0);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_LOADED);
+	assert_int_equal(t->nmapblk[1], 2);
+	assert_int_equal(ram_stats(t).npages, 0);
+	assert_int_equal(t->nstore_calls, 0);
+}
+
+/* Close never needs RAM: here RAM is full and could take no private copy. */
+static void test_cow_private_close(void **state)
+{
+	struct tf *t = tf_open_flags(state, TF_DIRECT, 4096, 4096, COW);
+
+	tf_map(t, 0, 0, 4);
+	tf_map(t, 1, 3, 1);	/* block 3 */
+	wr8(blkp(t, 0, 0) + 5, 0x55);	/* private */
+	wr64(blkp(t, 0, 1), 0x11);	/* private */
+	assert_int_equal(rd64(blkp(t, 0, 2)), pat(2, 0, 0));
+	wr64(blkp(t, 1, 3), 0x33);	/* covered twice: RAM */
+	assert_int_equal(ram_stats(t).npages, 1);
+
+	shma_fileh_close(&t->fh);	/* unmaps both mappings */
+	assert_null(t->fh);
+	t->m[0] = t->m[1] = NULL;
+	assert_int_equal(ram_stats(t).used, 0);
+	assert_int_equal(ram_stats(t).npages, 0);
+	assert_int_equal(t->nstore_calls, 0);
+	for (uint64_t b = 0; b < 4; b++)
+		assert_memfd_block(t, b, -1, 0);
+	assert_int_equal(shma_file_destroy(&t->f), 0);
+	assert_int_equal(shma_ram_destroy(&t->ram), 0);
+}
+
+/* ---- the bound on pages, and reclaim of both kinds --------------------------------- */
+
+static void test_max_pages_bad(void **state)
+{
+	struct tf *t = tf_open(state, TF_DIRECT, 4096, 16 * 4096);
+
+	assert_int_equal(shma_ram_set_max_pages(t->ram, 0), -EINVAL);
+	assert_int_equal(shma_ram_set_max_pages(t->ram, 1), 0);
+	tf_map(t, 0, 0, 4);
+	assert_int_equal(rd64(blkp(t, 0, 0)), pat(0, 0, 0));
+	assert_int_equal(rd64(blkp(t, 0, 1)), pat(1, 0, 0));
+	assert_int_equal(state_of(t, 0), SHMA_PAGE_EMPTY);
+	assert_int_equal(ram_stats(t).nreclaimed, 1);
+	/* 0 was refused and changed nothing. */
+	assert_int_equal(shma_ram_set_max_pages(t->ram, 0), -EINVAL);
+	assert_int_equal(rd64(blkp(t, 0, 2)), pat(2, 0, 0));
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_EMPTY);
+	assert_int_equal(ram_stats(t).nreclaimed, 2);
+}
+
+static unsigned nloads(struct tf *t, uint64_t blk)
+{
+	return t->kind == TF_COPYIN ? t->nload[blk] : t->nmapblk[blk];
+}
+
+/* With a bound of 3 pages, a 4th block evicts the least recently used clean
+ * page (a fault through another mapping counts as a use); dirty ones stay. */
+static void check_max_pages_lru(struct tf *t)
+{
+	const uint64_t order[] = { 2, 0, 1 };
+	size_t npages = 0;
+
+	assert_int_equal(shma_ram_set_max_pages(t->ram, 3), 0);
+	tf_map(t, 0, 0, 8);
+	tf_map(t, 1, 0, 8);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(rd64(blkp(t, 0, order[i])), pat(order[i], 0, 0));
+	assert_int_equal(ram_stats(t).nreclaimed, 0);
+	assert_int_equal(ram_stats(t).npages, t->kind == TF_COPYIN ? 3 : 0);
+
+	assert_int_equal(rd64(blkp(t, 0, 3)), pat(3, 0, 0));	/* LRU: 0 1 3 */
+	assert_int_equal(state_of(t, 2), SHMA_PAGE_EMPTY);
+	assert_false(shma_mapping_block_mapped(t->m[0], 2));
+	assert_false(probe_readable(blkp(t, 0, 2)));
+	assert_int_equal(ram_stats(t).nreclaimed, 1);
+	for (uint64_t b = 0; b < 4; b++)
+		if (b != 2)
+			assert_int_equal(state_of(t, b), SHMA_PAGE_LOADED);
+
+	assert_int_equal(rd64(blkp(t, 0, 2)), pat(2, 0, 0));	/* LRU: 1 3 2 */
+	assert_int_equal(state_of(t, 0), SHMA_PAGE_EMPTY);
+	assert_int_equal(nloads(t, 2), 2);
+	assert_int_equal(rd64(blkp(t, 1, 1)), pat(1, 0, 0));	/* LRU: 3 2 1 */
+	assert_int_equal(ram_stats(t).nreclaimed, 2);
+	assert_int_equal(nloads(t, 1), 1);
+	assert_int_equal(rd64(blkp(t, 0, 4)), pat(4, 0, 0));	/* LRU: 2 1 4 */
+	assert_int_equal(state_of(t, 3), SHMA_PAGE_EMPTY);
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_LOADED);
+	assert_int_equal(state_of(t, 2), SHMA_PAGE_LOADED);
+
+	/* A dirty page is never evicted: the clean ones go around it. */
+	wr64(blkp(t, 0, 2), 0x2);				/* LRU: 1 4 */
+	assert_int_equal(state_of(t, 2), SHMA_PAGE_DIRTY);
+	assert_int_equal(rd64(blkp(t, 0, 5)), pat(5, 0, 0));	/* LRU: 4 5 */
+	assert_int_equal(state_of(t, 1), SHMA_PAGE_EMPTY);
+	assert_false(shma_mapping_block_mapped(t->m[0], 1));
+	assert_false(shma_mapping_block_mapped(t->m[1], 1));
+	assert_false(probe_readable(blkp(t, 1, 1)));
+	assert_int_equal(rd64(blkp(t, 0, 6)), pat(6, 0, 0));	/* LRU: 5 6 */
+	assert_int_equal(state_of(t, 4), SHMA_PAGE_EMPTY);
+	assert_int_equal(state_of(t, 2), SHMA_PAGE_DIRTY);
+	assert_block(t, 0, 2, 0, 0, 0x2);
+	assert_int_equal(ram_stats(t).nreclaimed, 5);
+	for (uint64_t b = 0; b < 8; b++)
+		npages += state_of(t, b) != SHMA_PAGE_EMPTY;
+	assert_int_equal(npages, 3);
+	/* copy-in: 3 RAM pages; direct: only the dirty copy holds RAM */
+	assert_int_equal(ram_stats(t).npages, t->kind == TF_COPYIN ? 3 : 1);
+}
+
+static void test_max_pages_lru_copyin(void **state)
+{
+	check_max_pages_lru(tf_open(state, TF_COPYIN, 4096, 64 * 4096));
+}
+
+static void test_max_pages_lru_direct(void **state)
+{
+	check_max_pages_lru(tf_open(state, TF_DIRECT, 4096, 64 * 4096));
+}
+
+static void test_max_pages_all_dirty(void **state)
+{
+	struct tf *t = tf_open(state, TF_COPYIN, 4096, 64 * 4096);
+
+	assert_int_equal(shma_ram_set_max_pages(t->ram, 3), 0);
+	tf_map(t, 0, 0, 8);
+	for (uint64_t b = 0; b < 3; b++)
+		wr64(blkp(t, 0, b), 0x10 + b);
+
+	/* RAM has room, but the bound is reached and nothing is clean. */
+	assert_int_equal(shma_prefault(blkp(t, 0, 3), 1, 0), SHMA_ERAMLIMIT);
+	assert_int_equal(shma_prefault(blkp(t, 0, 3), 1, SHMA_PREFAULT_WRITE), SHMA_ERAMLIMIT);
+	assert_int_equal(state_of(t, 3), SHMA_PAGE_EMPTY);
+	assert_int_equal(shma_ram_reclaim(t->ram, 100), 0);
+	assert_int_equal(ram_stats(t).npages, 3);
+	/* Blocks already in are served still. */
+	assert_int_equal(shma_prefault(blkp(t, 0, 0), 3 * 4096, SHMA_PREFAULT_WRITE), 0);
+	for (uint64_t b = 0; b < 3; b++)
+		assert_block(t, 0, b, 0, 0, 0x10 + b);
+
+	/* A higher bound lets one more in. */
+	assert_int_equal(shma_ram_set_max_pages(t->ram, 4), 0);
+	assert_int_equal(shma_prefault(blkp(t, 0, 3), 1, 0), 0);
+	assert_int_equal(state_of(t, 3), SHMA_PAGE_LOADED);
+	/* ... and past it the one clean page makes room. */
+	assert_int_equal(shma_prefault(blkp(t, 0, 4), 1, 0), 0);
+	assert_int_equal(state_of(t, 3), SHMA_PAGE_EMPTY);
+	assert_int_equal(state_of(t, 4), SHMA_PAGE_LOADED);
+	assert_int_equal(ram_stats(t).nreclaimed, 1);
+}
+
+/* Private copies hold no RAM but count against the bound. */
+static void test_max_pages_all_dirty_sigbus(void **state)
+{
+	struct tf *t = tf_open_flags(state, TF_DIRECT, 4096, 16 * 4096, COW);
+	uint8_t *p;
+
+	assert_int_equal(shma_ram_set_max_pages(t->ram, 3), 0);
+	tf_map(t, 0, 0, 8);
+	for (uint64_t b = 0; b < 3; b++)
+		wr64(blkp(t, 0, b), 0x10 + b);
+	assert_int_equal(ram_stats(t).npages, 0);
+	assert_int_equal(shma_prefault(blkp(t, 0, 3), 1, 0), SHMA_ERAMLIMIT);
+	assert_int_equal(shma_prefault(blkp(t, 0, 3), 1, SHMA_PREFAULT_WRITE), SHMA_ERAMLIMIT);
+	assert_int_equal(state_of(t, 3), SHMA_PAGE_EMPTY);
+
+	skip_under_valgrind();
+	p = blkp(t, 0, 3) + 9 * 8;
+	assert_true(touch_sigbus(p, false, 0));
+	assert_bus_at(p);
+	assert_int_equal(shma_vm_fault_error(), SHMA_ERAMLIMIT);
+	assert_int_equal(state_of(t, 3), SHMA_PAGE_EMPTY);
+	p = blkp(t, 0, 4) + 8;
+	assert_true(touch_sigbus(p, true, 1));
+	assert_bus_at(p);
+	assert_int_equal(shma_vm_fault_error(), SHMA_ERAMLIMIT);
+	assert_int_equal(state_of(t, 4), SHMA_PAGE_EMPTY);
+	for (uint64_t b = 0; b < 3; b++)
+		assert_block(t, 0, b, 0, 0, 0x10 + b);
+
+	/* Once they are gone, the access works. */
+	shma_fileh_discard(t->fh);
+	assert_false(touch_sigbus(blkp(t, 0, 3), false, 0));
+	assert_int_equal(state_of(t, 3), SHMA_PAGE_LOADED);
+	assert_block(t, 0, 3, 0, -1, 0);
+}
+
+/* One RAM, two files: a copy-in one (a) and a direct-map one (d). */
+static void test_reclaim_mixed_kinds(void **state)
+{
+	struct tf *a = tf_open(state, TF_COPYIN, 4096, 3 * 4096);
+	struct tf *d = tf_open_peer(a, TF_DIRECT, 4096, 0);
+	struct shma_ram_stats st;
+
+	tf_map(a, 0, 0, 8);
+	tf_map(d, 0, 0, 8);
+	tf_map(d, 1, 0, 8);
+	assert_int_equal(rd64(blkp(d, 0, 1)), pat(1, 0, 0));
+	assert_int_equal(rd64(blkp(d, 0, 0)), pat(0, 0, 0));
+	assert_int_equal(rd64(blkp(a, 0, 0)), pat(0, 0, 0));
+	assert_int_equal(rd64(blkp(a, 0, 1)), pat(1, 0, 0));
+	assert_int_equal(rd64(blkp(d, 1, 0)), pat(0, 0, 0));	/* LRU: d1 a0 a1 d0 */
+	wr64(blkp(a, 0, 2), 0x2);
+	assert_int_equal(ram_stats(a).npages, 3);
+
+	/* At the RAM limit only a page holding RAM is worth evicting: d1,
+	 * least recently used, holds none and stays. */
+	assert_int_equal(rd64(blkp(a, 0, 3)), pat(3, 0, 0));	/* LRU: d1 a1 d0 a3 */
+	assert_int_equal(shma_fileh_block_state(a->fh, 0), SHMA_PAGE_EMPTY);
+	assert_int_equal(shma_fileh_block_state(d->fh, 1), SHMA_PAGE_LOADED);
+	assert_int_equal(shma_fileh_block_state(d->fh, 0), SHMA_PAGE_LOADED);
+	assert_int_equal(ram_stats(a).nreclaimed, 1);
+	assert_int_equal(ram_stats(a).npages, 3);
+
+	/* Reclaim evicts both kinds, least recently used first. */
+	assert_int_equal(shma_ram_reclaim(a->ram, 1), 1);
+	assert_int_equal(shma_fileh_block_state(d->fh, 1), SHMA_PAGE_EMPTY);
+	assert_false(shma_mapping_block_mapped(d->m[0], 1));
+	assert_false(probe_readable(blkp(d, 0, 1)));
+	assert_int_equal(shma_fileh_block_state(a->fh, 1), SHMA_PAGE_LOADED);
+	assert_int_equal(shma_ram_reclaim(a->ram, 2), 2);
+	assert_int_equal(shma_fileh_block_state(a->fh, 1), SHMA_PAGE_EMPTY);
+	assert_int_equal(shma_fileh_block_state(d->fh, 0), SHMA_PAGE_EMPTY);
+	assert_false(shma_mapping_block_mapped(d->m[0], 0));
+	assert_false(shma_mapping_block_mapped(d->m[1], 0));
+	assert_false(probe_readable(blkp(d, 1, 0)));
+	assert_int_equal(shma_fileh_block_state(a->fh, 3), SHMA_PAGE_LOADED);
+	assert_int_equal(ram_stats(a).npages, 2);
+	assert_int_equal(shma_ram_reclaim(a->ram, 100), 1);
+	assert_int_equal(shma_fileh_block_state(a->fh, 3), SHMA_PAGE_EMPTY);
+	assert_int_equal(shma_ram_reclaim(a->ram, 100), 0);
+	st = ram_stats(a);
+	assert_int_equal(st.npages, 1);
+	assert_int_equal(st.used, 4096);
+	assert_int_equal(st.nreclaimed, 5);
+	assert_int_equal(shma_fileh_block_state(a->fh, 2), SHMA_PAGE_DIRTY);
+	assert_block(a, 0, 2, 0, 0, 0x2);
+
+	/* Evicted pages come back on access. */
+	assert_block(d, 0, 0, 0, -1, 0);
+	assert_block(a, 0, 0, 0, -1, 0);			/* LRU: d0 a0 */
+	assert_int_equal(d->nmapblk[0], 2);
+	assert_int_equal(a->nload[0], 2);
+
+	/* The bound on pages counts the pages of both handles. */
+	assert_int_equal(shma_ram_set_max_pages(a->ram, 3), 0);
+	assert_int_equal(rd64(blkp(d, 0, 2)), pat(2, 0, 0));	/* LRU: a0 d2 */
+	assert_int_equal(shma_fileh_block_state(d->fh, 0), SHMA_PAGE_EMPTY);
+	assert_int_equal(rd64(blkp(a, 0, 4)), pat(4, 0, 0));	/* LRU: d2 a4 */
+	assert_int_equal(shma_fileh_block_state(a->fh, 0), SHMA_PAGE_EMPTY);
+	assert_int_equal(shma_fileh_block_state(d->fh, 2), SHMA_PAGE_LOADED);
+	assert_int_equal(ram_stats(a).nreclaimed, 7);
+}
+
 /* ---- plain API ---------------------------------------------------------------------- */
 
 static void test_strerror(void **state)
@@ -1559,12 +2328,39 @@ static void test_bad_arguments(void **state)
 	m = NULL;
 	assert_int_equal(shma_map(fh, 5, 1, &m), 0);
 	assert_int_equal(shma_mapping_len(m), 8192);
-	shma_unmap(&m);
+	assert_int_equal(shma_unmap(&m), 0);
 	assert_null(m);
 
 	shma_fileh_close(&fh);
 	assert_int_equal(shma_file_destroy(&f), 0);
 	assert_int_equal(shma_ram_destroy(&ram), 0);
+}
+
+static void test_file_flags(void **state)
+{
+	struct shma_file_ops copyin = { .flags = SHMA_FILE_COW_PRIVATE, .loadblk = nop_loadblk,
+					.storeblk = nop_storeblk };
+	struct shma_file_ops direct = { .mapblk = nop_mapblk };
+	const unsigned bad[] = { 1u << 1, 1u << 31, SHMA_FILE_COW_PRIVATE | 1u << 7 };
+	shma_file *f = NULL;
+
+	/* COW_PRIVATE is for direct-map files; unknown bits are refused. */
+	assert_int_equal(shma_file_new(&copyin, 4096, NULL, &f), -EINVAL);
+	copyin.flags = 1u << 1;
+	assert_int_equal(shma_file_new(&copyin, 4096, NULL, &f), -EINVAL);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		direct.flags = bad[i];
+		assert_int_equal(shma_file_new(&direct, 4096, NULL, &f), -EINVAL);
+	}
+	f = NULL;
+
+	direct.flags = SHMA_FILE_COW_PRIVATE;
+	assert_int_equal(shma_file_new(&direct, 4096, NULL, &f), 0);
+	assert_non_null(f);
+	assert_int_equal(shma_file_destroy(&f), 0);
+	copyin.flags = 0;
+	assert_int_equal(shma_file_new(&copyin, 4096, NULL, &f), 0);
+	assert_int_equal(shma_file_destroy(&f), 0);
 }
 
 int main(void)
@@ -1601,8 +2397,28 @@ int main(void)
 		cmocka_unit_test_teardown(test_direct_markstored, tf_teardown),
 		cmocka_unit_test_teardown(test_direct_mapblk_error_sigbus, tf_teardown),
 		cmocka_unit_test_teardown(test_direct_big_blocks, tf_teardown),
+		cmocka_unit_test_teardown(test_cow_private_write_uses_no_ram, tf_teardown),
+		cmocka_unit_test_teardown(test_cow_private_copies_written_page_only, tf_teardown),
+		cmocka_unit_test_teardown(test_cow_private_hole, tf_teardown),
+		cmocka_unit_test_teardown(test_cow_private_second_mapping_before_write,
+					  tf_teardown),
+		cmocka_unit_test_teardown(test_cow_private_second_mapping_after_write,
+					  tf_teardown),
+		cmocka_unit_test_teardown(test_cow_private_unmap_moves_to_ram, tf_teardown),
+		cmocka_unit_test_teardown(test_cow_private_unmap_at_ram_limit, tf_teardown),
+		cmocka_unit_test_teardown(test_cow_private_writeout, tf_teardown),
+		cmocka_unit_test_teardown(test_cow_private_discard, tf_teardown),
+		cmocka_unit_test_teardown(test_cow_private_invalidate, tf_teardown),
+		cmocka_unit_test_teardown(test_cow_private_close, tf_teardown),
+		cmocka_unit_test_teardown(test_max_pages_bad, tf_teardown),
+		cmocka_unit_test_teardown(test_max_pages_lru_copyin, tf_teardown),
+		cmocka_unit_test_teardown(test_max_pages_lru_direct, tf_teardown),
+		cmocka_unit_test_teardown(test_max_pages_all_dirty, tf_teardown),
+		cmocka_unit_test_teardown(test_max_pages_all_dirty_sigbus, tf_teardown),
+		cmocka_unit_test_teardown(test_reclaim_mixed_kinds, tf_teardown),
 		cmocka_unit_test(test_strerror),
 		cmocka_unit_test(test_bad_arguments),
+		cmocka_unit_test(test_file_flags),
 	};
 
 	return cmocka_run_group_tests_name("virtmem", tests, NULL, NULL);
