@@ -2,6 +2,7 @@
  * collection (see catalog.h for the model and the freeing rule).
  */
 #include "catalog.h"
+#include "names.h"
 #include "shma.h"
 #include "store.h"
 
@@ -195,33 +196,7 @@ void catalog_unpin(struct catalog *c, uint64_t rev)
 
 bool catalog_name_ok(const char *name, const char **why)
 {
-	size_t i, len = strlen(name);
-
-	if (len == 0 || len > CAT_NAME_MAX) {
-		*why = "an array name is 1 to 200 bytes long";
-		return false;
-	}
-	if (name[0] == '/' || name[0] == '.') {
-		*why = "an array name must not start with '/' or '.'";
-		return false;
-	}
-	for (i = 0; i < len; i++) {
-		char ch = name[i];
-
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-' ||
-		      ch == '/')) {
-			*why = "an array name may contain only letters, digits, '.', '_', '-' "
-			       "and '/'";
-			return false;
-		}
-		if (ch == '/' && (name[i + 1] == '/' || name[i + 1] == '.' || name[i + 1] == 0)) {
-			*why = "a '/' in an array name must be followed by a letter, digit, "
-			       "'_' or '-'";
-			return false;
-		}
-	}
-	return true;
+	return name_ok(name, why);
 }
 
 /* Index of name in c->names, or of where it would go. */
@@ -596,7 +571,7 @@ int catalog_create(struct catalog *c, const struct cat_create *cr, uint64_t max_
 		return err->code;
 	}
 	if (c->nlive >= max_arrays) {
-		err_set(err, -ENOSPC, "too many arrays (limit %" PRIu64 ")", max_arrays);
+		err_set(err, -EUSERS, "too many arrays (limits.arrays: %" PRIu64 ")", max_arrays);
 		return err->code;
 	}
 	a = calloc(1, sizeof(*a));
@@ -696,6 +671,7 @@ int catalog_delete(struct catalog *c, const char *name, uint64_t now_ms, uint64_
 struct work_arr {
 	struct cat_array *a;
 	const struct cat_arrchange *ch;
+	bool resize; /* the shape really changes */
 	struct cat_meta meta; /* after the commit */
 	uint64_t old_nblocks, new_nblocks;
 	/* blocks that get a new version: the client's, plus on shrink the
@@ -759,7 +735,16 @@ static int check_array(struct catalog *c, const struct cat_commit *cm, struct wo
 		return err->code;
 	}
 	w->meta = a->meta->m;
-	if (ch->resize && a->data_rev > cm->base) {
+	w->resize = ch->resize;
+	if (w->resize) {
+		struct cat_meta m = ch->meta;
+
+		/* the same shape again is no change */
+		if (meta_nbytes(&m, a->dtype.size) && m.ndim == w->meta.ndim &&
+		    !memcmp(m.shape, w->meta.shape, m.ndim * sizeof(m.shape[0])))
+			w->resize = false;
+	}
+	if (w->resize && a->data_rev > cm->base) {
 		/* a shape change rewrites the array's extent: it conflicts with any
 		 * data change since the snapshot, as data conflicts with shape */
 		err_set(err, SHMA_ECONFLICT,
@@ -769,7 +754,7 @@ static int check_array(struct catalog *c, const struct cat_commit *cm, struct wo
 		snprintf(err->array, sizeof(err->array), "%s", ch->name);
 		return err->code;
 	}
-	if (ch->resize) {
+	if (w->resize) {
 		w->meta = ch->meta;
 		if (!meta_nbytes(&w->meta, a->dtype.size)) {
 			err_set(err, -EINVAL, "array \"%.200s\": new shape too large or more than %d "
@@ -798,6 +783,11 @@ static int check_array(struct catalog *c, const struct cat_commit *cm, struct wo
 			return err->code;
 		}
 		prev_blk = b->blk;
+		if (b->nruns == 0) {
+			err_set(err, -EINVAL, "array \"%.200s\" block %" PRIu64 ": a changed block "
+				"lists at least one run of pages", ch->name, b->blk);
+			return err->code;
+		}
 		for (size_t r = 0; r < b->nruns; r++) {
 			const struct cat_run *run = &b->runs[r];
 
@@ -1034,7 +1024,7 @@ static int publish(struct catalog *c, const struct cat_commit *cm, struct work_a
 		if (!(vs[k] = calloc(1, sizeof(**vs))))
 			goto out_free;
 	for (size_t i = 0; i < cm->narr; i++)
-		if (w[i].ch->resize && !(mvs[i] = calloc(1, sizeof(**mvs))))
+		if (w[i].resize && !(mvs[i] = calloc(1, sizeof(**mvs))))
 			goto out_free;
 	if (c->ngc + total + cm->narr > c->capgc) {
 		size_t ncap = c->ngc + total + cm->narr + 16;
@@ -1127,7 +1117,7 @@ static int make_result(const struct cat_commit *cm, const struct work_arr *w, ui
 		struct cat_result_arr *ra = &res->arrs[i];
 
 		ra->array = w[i].a;
-		ra->resized = w[i].ch->resize;
+		ra->resized = w[i].resize;
 		ra->n = w[i].n;
 		ra->blks = malloc((w[i].n + 1) * sizeof(*ra->blks));
 		ra->slots = malloc((w[i].n + 1) * sizeof(*ra->slots));
@@ -1154,6 +1144,10 @@ int catalog_commit(struct catalog *c, const struct cat_commit *cm, uint64_t now_
 	if (cm->base > c->head) {
 		err_set(err, -EINVAL, "base revision %" PRIu64 " is newer than head %" PRIu64,
 			cm->base, c->head);
+		return err->code;
+	}
+	if (cm->narr == 0) {
+		err_set(err, -EINVAL, "a commit changes at least one array");
 		return err->code;
 	}
 	for (size_t i = 0; i < cm->narr; i++)

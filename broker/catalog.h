@@ -157,7 +157,7 @@ struct cat_create {
 };
 
 /* Create an array.  -EEXIST if name is live at head; -EINVAL (err says why)
- * for a bad name, shape or block size; -ENOSPC past max_arrays.
+ * for a bad name, shape or block size; -EUSERS past max_arrays.
  * Returns the new revision in *rev. */
 int catalog_create(struct catalog *c, const struct cat_create *cr, uint64_t max_arrays,
 		   uint64_t now_ms, uint64_t *rev, struct cat_err *err);

@@ -48,11 +48,17 @@ struct outmsg {
 	size_t len;
 	int fds[2]; /* owned: a big-message memfd and/or the pool fd */
 	int nfds;
+	size_t cost; /* bytes it holds, for the queue bound */
 };
 
 struct opened {
 	char name[CAT_NAME_MAX + 1];
 	uint64_t id; /* incarnation seen at the client's snapshot */
+};
+
+struct lease {
+	uint64_t rev;
+	uint64_t until_ms;
 };
 
 struct client {
@@ -68,6 +74,8 @@ struct client {
 	bool has_old;
 	struct opened *opened;
 	size_t nopened, capopened;
+	uint64_t *pins; /* revisions pinned by open with "pin" (refs) */
+	size_t npins, cappins;
 	struct outmsg *outq, **outtail;
 	size_t outbytes;
 	bool closing; /* disconnect once the queue is flushed */
@@ -83,6 +91,8 @@ struct server {
 	struct pub *pub;
 	struct list_head clients;
 	struct list_head dead; /* closed clients, freed after the event batch */
+	struct lease *leases;  /* revisions kept for refs in flight */
+	size_t nleases, capleases;
 	size_t nclients;
 	uint64_t serial;
 	char store_id[33];
@@ -162,7 +172,7 @@ static bool client_flush(struct server *s, struct client *c)
 		c->outq = m->next;
 		if (!c->outq)
 			c->outtail = &c->outq;
-		c->outbytes -= m->len;
+		c->outbytes -= m->cost;
 		outmsg_free(m);
 	}
 	{
@@ -185,7 +195,7 @@ static void reply(struct server *s, struct client *c, json_t *obj, int extra_fd)
 	struct outmsg *m = calloc(1, sizeof(*m));
 	char env[64];
 	char *text = json_dumps(obj, JSON_COMPACT);
-	size_t len;
+	size_t len, cost;
 	int bigfd = -1;
 
 	json_decref(obj);
@@ -196,7 +206,7 @@ static void reply(struct server *s, struct client *c, json_t *obj, int extra_fd)
 	}
 	if (!m || !text)
 		goto err_drop;
-	len = strlen(text);
+	len = cost = strlen(text); /* a big reply costs its text, not its envelope */
 	if (proto_pack(text, len, s->cfg->max_message, env, sizeof(env), &bigfd) < 0)
 		goto err_drop;
 	if (bigfd >= 0) {
@@ -217,9 +227,10 @@ static void reply(struct server *s, struct client *c, json_t *obj, int extra_fd)
 	}
 	m->text = text;
 	m->len = len;
+	m->cost = cost;
 	*c->outtail = m;
 	c->outtail = &m->next;
-	c->outbytes += len;
+	c->outbytes += cost;
 	if (c->outbytes > MAX_OUTQ_BYTES) {
 		log_warn("client %" PRIu64 " does not read its replies: disconnecting", c->serial);
 		client_close(s, c);
@@ -357,9 +368,12 @@ static json_t *changes_json(struct server *s, struct client *c, uint64_t from, u
 			op->id = a->id;
 		} else {
 			const struct cat_meta *mf = catalog_meta_at(a, from), *mt = catalog_meta_at(a, to);
+			uint64_t older = from < to ? from : to;
 			json_t *blocks = json_array();
 
-			catalog_changes(a, from, to, add_pair, blocks);
+			/* nothing changed since the older revision: skip the walk */
+			if (a->data_rev > older)
+				catalog_changes(a, from, to, add_pair, blocks);
 			if (json_array_size(blocks) == 0 && meta_equal(mf, mt)) {
 				json_decref(blocks);
 				i++;
@@ -379,6 +393,7 @@ static json_t *changes_json(struct server *s, struct client *c, uint64_t from, u
 
 static void publish_json(struct server *s, json_t *o)
 {
+	json_int_t rev = json_integer_value(json_object_get(o, "revision"));
 	char *text = json_dumps(o, JSON_COMPACT);
 
 	json_decref(o);
@@ -386,9 +401,8 @@ static void publish_json(struct server *s, json_t *o)
 		return;
 	if (strlen(text) > MAX_BIG_MESSAGE / 16) {
 		/* too big to be useful: subscribers resynchronise over the socket */
-		json_t *t = json_pack("{s:s,s:I,s:I,s:b}", "store", s->store_id, "revision",
-				      (json_int_t)catalog_head(s->cat), "prev",
-				      (json_int_t)catalog_head(s->cat) - 1, "truncated", 1);
+		json_t *t = json_pack("{s:s,s:I,s:I,s:b}", "store", s->store_id, "revision", rev,
+				      "prev", rev - 1, "truncated", 1);
 
 		free(text);
 		text = t ? json_dumps(t, JSON_COMPACT) : NULL;
@@ -527,10 +541,10 @@ static void op_hello(struct server *s, struct client *c, struct req *r)
 	if (!get_u64(s, c, r, "version", true, &version))
 		return;
 	if (version != PROTO_VERSION) {
+		c->closing = true; /* closed once this reply is out */
 		reply_error(s, c, r->id, SHMA_EPROTOCOL, "protocol version %" PRIu64
 			    " is not supported (this broker speaks version %d)", version,
 			    PROTO_VERSION);
-		c->closing = true;
 		return;
 	}
 	if (c->hello) {
@@ -598,21 +612,24 @@ static void op_create(struct server *s, struct client *c, struct req *r)
 		struct cat_array *a = catalog_find(s->cat, cr.name, rev);
 
 		json_object_set_new(json_object_get(o, "arrays"), cr.name,
-				    json_pack("{s:b,s:o}", "created", 1, "meta",
-					      meta_json(a, catalog_meta_at(a, rev))));
+				    json_pack("{s:I,s:b,s:o}", "id", (json_int_t)a->id, "created", 1,
+					      "meta", meta_json(a, catalog_meta_at(a, rev))));
 	}
 	publish_json(s, o);
 }
 
 static void op_delete(struct server *s, struct client *c, struct req *r)
 {
+	struct cat_array *a;
 	struct cat_err err;
 	const char *name;
-	uint64_t rev;
+	uint64_t rev, id;
 	json_t *o;
 
 	if (!may_write(s, c, r) || !get_str(s, c, r, "name", &name))
 		return;
+	a = catalog_find(s->cat, name, catalog_head(s->cat));
+	id = a ? a->id : 0;
 	if (catalog_delete(s->cat, name, now_ms(), &rev, &err)) {
 		reply_cat_error(s, c, r->id, &err);
 		return;
@@ -622,7 +639,8 @@ static void op_delete(struct server *s, struct client *c, struct req *r)
 	json_object_set_new(o, "revision", json_integer((json_int_t)rev));
 	reply(s, c, o, -1);
 	o = inval_obj(s, rev);
-	json_object_set_new(json_object_get(o, "arrays"), name, json_pack("{s:b}", "deleted", 1));
+	json_object_set_new(json_object_get(o, "arrays"), name,
+			    json_pack("{s:I,s:b}", "id", (json_int_t)id, "deleted", 1));
 	publish_json(s, o);
 }
 
@@ -640,26 +658,192 @@ static struct cat_array *find_at_snapshot(struct server *s, struct client *c, st
 	return a;
 }
 
+static bool client_pins(const struct client *c, uint64_t rev)
+{
+	for (size_t i = 0; i < c->npins; i++)
+		if (c->pins[i] == rev)
+			return true;
+	return false;
+}
+
+/* open: at the snapshot (the array joins this connection's sync interest),
+ * or — for refs — at a given revision, optionally pinning it, optionally
+ * only the blocks of a byte extent. */
 static void op_open(struct server *s, struct client *c, struct req *r)
 {
+	json_t *jrev = json_object_get(r->j, "revision"), *jext = json_object_get(r->j, "extent");
+	json_t *jpin = json_object_get(r->j, "pin"), *o, *blocks;
+	bool pin = json_is_true(jpin), ranged = jext != NULL;
+	uint64_t rev = c->snap, lo = 0, hi = 0, b0 = 0, b1 = UINT64_MAX;
+	const struct cat_meta *meta;
 	struct cat_array *a;
+	struct cat_err err;
 	const char *name;
-	json_t *o, *blocks;
 
-	a = find_at_snapshot(s, c, r, &name);
-	if (!a)
+	if (!get_str(s, c, r, "name", &name))
 		return;
-	if (!opened_add(c, a)) {
+	if ((jpin && !json_is_boolean(jpin)) ||
+	    (jrev && !json_u64(jrev, &rev)) ||
+	    (ranged && (!json_is_array(jext) || json_array_size(jext) != 2 ||
+			!json_u64(json_array_get(jext, 0), &lo) ||
+			!json_u64(json_array_get(jext, 1), &hi) || lo > hi))) {
+		reply_error(s, c, r->id, -EINVAL, "open: \"revision\" must be a non-negative "
+			    "integer, \"extent\" a pair [lo, hi) of byte offsets with lo <= hi, "
+			    "\"pin\" a boolean");
+		return;
+	}
+	if (pin && !jrev)
+		rev = catalog_head(s->cat);
+	if (pin) {
+		if (c->npins >= 4096) {
+			reply_error(s, c, r->id, -EUSERS, "too many pinned revisions on this "
+				    "connection (4096)");
+			return;
+		}
+		if (c->npins == c->cappins) {
+			size_t ncap = c->cappins ? c->cappins * 2 : 8;
+			uint64_t *n = realloc(c->pins, ncap * sizeof(*n));
+
+			if (!n) {
+				reply_error(s, c, r->id, -ENOMEM, "out of memory");
+				return;
+			}
+			c->pins = n;
+			c->cappins = ncap;
+		}
+		if (catalog_pin(s->cat, rev, &err)) {
+			reply_cat_error(s, c, r->id, &err);
+			return;
+		}
+		c->pins[c->npins++] = rev;
+	} else if (jrev && rev != c->snap && !client_pins(c, rev)) {
+		reply_error(s, c, r->id, -EINVAL, "revision %" PRIu64 " is neither this "
+			    "connection's snapshot (%" PRIu64 ") nor pinned by it: open it with "
+			    "\"pin\": true", rev, c->snap);
+		return;
+	}
+	a = catalog_find(s->cat, name, rev);
+	if (!a) {
+		reply_error(s, c, r->id, -ENOENT, "no array \"%.200s\" at revision %" PRIu64, name,
+			    rev);
+		goto err_unpin;
+	}
+	meta = catalog_meta_at(a, rev);
+	if (ranged && hi > meta->nbytes) {
+		reply_error(s, c, r->id, -EINVAL, "extent [%" PRIu64 ", %" PRIu64 ") lies beyond "
+			    "the end of \"%.200s\" at revision %" PRIu64 " (%" PRIu64 " bytes)", lo, hi,
+			    name, rev, meta->nbytes);
+		goto err_unpin;
+	}
+	if (!pin && rev == c->snap && !opened_add(c, a)) {
 		reply_error(s, c, r->id, -ENOMEM, "out of memory");
 		return;
 	}
 	blocks = json_array();
-	catalog_blocks_at(a, c->snap, add_pair, blocks);
+	if (ranged) {
+		/* cost proportional to the extent, not to the array */
+		b0 = lo / a->blksize;
+		b1 = (hi + a->blksize - 1) / a->blksize;
+		for (uint64_t b = b0; b < b1; b++) {
+			uint64_t slot = catalog_slot_at(a, b, rev);
+
+			if (slot != CAT_HOLE)
+				add_pair(b, slot, blocks);
+		}
+	} else {
+		catalog_blocks_at(a, rev, add_pair, blocks);
+	}
 	o = ok_obj(r->id);
-	json_object_set_new(o, "revision", json_integer((json_int_t)c->snap));
-	json_object_set_new(o, "meta", meta_json(a, catalog_meta_at(a, c->snap)));
+	json_object_set_new(o, "revision", json_integer((json_int_t)rev));
+	json_object_set_new(o, "meta", meta_json(a, meta));
 	json_object_set_new(o, "blocks", blocks);
 	reply(s, c, o, -1);
+	return;
+
+err_unpin:
+	if (pin) {
+		catalog_unpin(s->cat, rev);
+		c->npins--;
+	}
+}
+
+static void op_unpin(struct server *s, struct client *c, struct req *r)
+{
+	uint64_t rev;
+	json_t *o;
+
+	if (!get_u64(s, c, r, "revision", true, &rev))
+		return;
+	for (size_t i = 0; i < c->npins; i++)
+		if (c->pins[i] == rev) {
+			catalog_unpin(s->cat, rev);
+			c->pins[i] = c->pins[--c->npins];
+			o = ok_obj(r->id);
+			json_object_set_new(o, "revision", json_integer((json_int_t)rev));
+			reply(s, c, o, -1);
+			return;
+		}
+	reply_error(s, c, r->id, -EINVAL, "revision %" PRIu64 " is not pinned by this connection",
+		    rev);
+}
+
+#define MAX_LEASE_MS (3600u * 1000u)
+#define MAX_LEASES 65536
+
+/* lease: keep a revision for a while, whoever is connected, so refs in
+ * flight can still be opened (the producer may be gone by then). */
+static void op_lease(struct server *s, struct client *c, struct req *r)
+{
+	struct cat_err err;
+	uint64_t rev, ms;
+	json_t *o;
+
+	if (!may_write(s, c, r) || !get_u64(s, c, r, "revision", true, &rev) ||
+	    !get_u64(s, c, r, "ms", true, &ms))
+		return;
+	if (ms == 0 || ms > MAX_LEASE_MS) {
+		reply_error(s, c, r->id, -EINVAL, "\"ms\" must be 1 to %u", MAX_LEASE_MS);
+		return;
+	}
+	if (s->nleases >= MAX_LEASES) {
+		reply_error(s, c, r->id, -EUSERS, "too many leases (%d)", MAX_LEASES);
+		return;
+	}
+	if (s->nleases == s->capleases) {
+		size_t ncap = s->capleases ? s->capleases * 2 : 16;
+		struct lease *n = realloc(s->leases, ncap * sizeof(*n));
+
+		if (!n) {
+			reply_error(s, c, r->id, -ENOMEM, "out of memory");
+			return;
+		}
+		s->leases = n;
+		s->capleases = ncap;
+	}
+	if (catalog_pin(s->cat, rev, &err)) {
+		reply_cat_error(s, c, r->id, &err);
+		return;
+	}
+	s->leases[s->nleases++] = (struct lease){ rev, now_ms() + ms };
+	o = ok_obj(r->id);
+	json_object_set_new(o, "revision", json_integer((json_int_t)rev));
+	json_object_set_new(o, "ms", json_integer((json_int_t)ms));
+	reply(s, c, o, -1);
+}
+
+/* Release leases that ran out. */
+static void expire_leases(struct server *s)
+{
+	uint64_t now = now_ms();
+	size_t i = 0;
+
+	while (i < s->nleases)
+		if (s->leases[i].until_ms <= now) {
+			catalog_unpin(s->cat, s->leases[i].rev);
+			s->leases[i] = s->leases[--s->nleases];
+		} else {
+			i++;
+		}
 }
 
 static void count_block(uint64_t blk, uint64_t slot, void *arg)
@@ -893,7 +1077,8 @@ static void op_commit(struct server *s, struct client *c, struct req *r)
 		goto out;
 	}
 	if (r->msg->nfds > 1) {
-		reply_error(s, c, r->id, -EINVAL, "a commit carries at most one fd (its page data)");
+		reply_error(s, c, r->id, SHMA_EPROTOCOL, "a commit carries at most one fd (its page "
+			    "data)");
 		goto out;
 	}
 	if (r->msg->nfds == 1)
@@ -922,7 +1107,7 @@ static void op_commit(struct server *s, struct client *c, struct req *r)
 		for (size_t k = 0; k < ra->n; k++)
 			add_pair(ra->blks[k], ra->slots[k], blocks);
 		e = json_pack("{s:I,s:o}", "id", (json_int_t)ra->array->id, "blocks", blocks);
-		if (ra->resized)
+		if (ra->resized) /* the catalog sets it only for a real shape change */
 			json_object_set_new(e, "meta",
 					    meta_json(ra->array, catalog_meta_at(ra->array, res.rev)));
 		json_object_set_new(json_object_get(inv, "arrays"), ra->array->name, e);
@@ -953,6 +1138,8 @@ static void op_stats(struct server *s, struct client *c, struct req *r)
 				      "commits", (json_int_t)st.commits, "conflicts",
 				      (json_int_t)st.conflicts, "uptime_ms",
 				      (json_int_t)(now_ms() - s->start_ms)));
+	json_object_set_new(json_object_get(o, "stats"), "leases",
+			    json_integer((json_int_t)s->nleases));
 	reply(s, c, o, -1);
 }
 
@@ -966,6 +1153,7 @@ static const struct {
 	{ "stat", op_stat, false },	{ "list", op_list, false },
 	{ "sync", op_sync, false },	{ "abort", op_abort, false },
 	{ "commit", op_commit, true },	{ "stats", op_stats, false },
+	{ "unpin", op_unpin, false },	{ "lease", op_lease, false },
 };
 
 static void handle(struct server *s, struct client *c, struct proto_msg *msg)
@@ -1040,6 +1228,9 @@ static void client_close(struct server *s, struct client *c)
 		catalog_unpin(s->cat, c->snap);
 	if (c->has_old)
 		catalog_unpin(s->cat, c->oldsnap);
+	for (size_t i = 0; i < c->npins; i++)
+		catalog_unpin(s->cat, c->pins[i]);
+	c->npins = 0;
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	util_close(c->fd);
 	c->fd = -1;
@@ -1057,6 +1248,7 @@ static void reap(struct server *s)
 
 		list_del_init(&c->link);
 		free(c->opened);
+		free(c->pins);
 		free(c);
 	}
 }
@@ -1149,8 +1341,15 @@ static void on_client(struct server *s, struct client *c, uint32_t events)
 		struct proto_msg msg;
 		int r;
 
-		if (c->closing || c->dead)
+		if (c->dead)
 			return;
+		if (c->closing) { /* nothing more is read; a hang-up ends it */
+			if (events & (EPOLLHUP | EPOLLERR))
+				client_close(s, c);
+			else if (events & EPOLLOUT)
+				client_flush(s, c);
+			return;
+		}
 		r = proto_recv(c->fd, s->cfg->max_message, MAX_BIG_MESSAGE, &msg);
 		if (r == -EAGAIN)
 			break;
@@ -1326,6 +1525,12 @@ int server_new(const struct broker_config *cfg, struct server **out, char *errbu
 	make_store_id(s->store_id);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (cfg->data_dir) {
+		snprintf(errbuf, errlen, "data_dir is set (%s), but this broker keeps data in "
+			 "memory only: remove data_dir from the configuration", cfg->data_dir);
+		err = -ENOTSUP;
+		goto err_free;
+	}
 	err = make_runtime_dir(cfg->runtime_dir, errbuf, errlen);
 	if (err)
 		goto err_free;
@@ -1412,8 +1617,10 @@ int server_run(struct server *s)
 			} else if (p == &s->timerfd) {
 				uint64_t ticks;
 
-				if (read(s->timerfd, &ticks, sizeof(ticks)) > 0)
+				if (read(s->timerfd, &ticks, sizeof(ticks)) > 0) {
+					expire_leases(s);
 					catalog_gc(s->cat, now_ms());
+				}
 			} else if (!((struct client *)p)->dead) {
 				on_client(s, p, evs[i].events);
 			}
@@ -1438,6 +1645,7 @@ void server_free(struct server **sp)
 	util_close(s->timerfd);
 	util_close(s->epfd);
 	pub_free(&s->pub);
+	free(s->leases);
 	catalog_free(&s->cat);
 	if (s->pool_ok)
 		pool_fini(&s->pool);

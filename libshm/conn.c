@@ -342,6 +342,7 @@ int shma_connect(const char *socket_path, const struct shma_conn_options *opts,
 	c->pid = getpid();
 	c->fd = c->pool_fd = -1;
 	list_init(&c->arrays);
+	list_init(&c->refs);
 	if (opts)
 		c->opts = *opts;
 	c->path = socket_path ? strdup(socket_path) : default_socket();
@@ -377,6 +378,8 @@ void shma_disconnect(shma_conn **cp)
 		return;
 	while (!list_empty(&c->arrays))
 		array_free(container_of(c->arrays.next, struct shma_array, link));
+	while (!list_empty(&c->refs))
+		array_free(container_of(c->refs.next, struct shma_array, link));
 	/* in a child after fork these are the child's own copies: closing them
 	 * says nothing to the broker on the parent's behalf */
 	if (!conn_forked(c))
@@ -392,8 +395,7 @@ void shma_disconnect(shma_conn **cp)
 	*cp = NULL;
 }
 
-/* Entry of every call on a connection. */
-static int enter(struct shma_conn *c)
+int conn_enter(struct shma_conn *c)
 {
 	if (conn_forked(c))
 		return SHMA_EFORKED;
@@ -402,7 +404,7 @@ static int enter(struct shma_conn *c)
 	return 0;
 }
 
-static int leave(struct shma_conn *c, int err)
+int conn_leave(struct shma_conn *c, int err)
 {
 	if (err && !c->err[0])
 		conn_error(c, err, "%s", shma_strerror(err));
@@ -413,7 +415,7 @@ static int leave(struct shma_conn *c, int err)
 int shma_reconnect(shma_conn *c)
 {
 	struct list_head *it;
-	int err = enter(c);
+	int err = conn_enter(c);
 
 	if (err)
 		return err;
@@ -424,7 +426,7 @@ int shma_reconnect(shma_conn *c)
 	if (!err)
 		err = sub_open(c);
 	if (err)
-		return leave(c, err);
+		return conn_leave(c, err);
 	/* every array starts over at the new snapshot */
 	for (it = c->arrays.next; it != &c->arrays; it = it->next) {
 		struct shma_array *a = container_of(it, struct shma_array, link);
@@ -439,16 +441,16 @@ int shma_reconnect(shma_conn *c)
 			continue;
 		}
 		if (err)
-			return leave(c, err);
+			return conn_leave(c, err);
 		e = json_pack("{s:b,s:O,s:O}", "recreated", 1, "meta", json_object_get(r, "meta"),
 			      "blocks", json_object_get(r, "blocks"));
 		err = array_apply(a, e);
 		json_decref(e);
 		json_decref(r);
 		if (err)
-			return leave(c, err);
+			return conn_leave(c, err);
 	}
-	return leave(c, 0);
+	return conn_leave(c, 0);
 }
 
 uint64_t shma_revision(shma_conn *c)
@@ -473,13 +475,13 @@ const char *shma_conn_error(shma_conn *c)
 
 int shma_poll(shma_conn *c, uint64_t *newest)
 {
-	int err = enter(c);
+	int err = conn_enter(c);
 
 	if (err)
 		return err;
 	sub_drain(c);
 	*newest = c->heard > c->snap ? c->heard : c->snap;
-	return leave(c, c->fd < 0 ? SHMA_EDISCONNECTED : 0);
+	return conn_leave(c, c->fd < 0 ? SHMA_EDISCONNECTED : 0);
 }
 
 void shma_conn_stats(shma_conn *c, struct shma_conn_stats *st)
@@ -496,13 +498,13 @@ int shma_create(shma_conn *c, const char *name, const char *dtype, unsigned ndim
 {
 	json_t *req, *jshape, *r;
 	char ord[2] = { order, 0 };
-	int err = enter(c);
+	int err = conn_enter(c);
 
 	if (err)
 		return err;
 	if (!name || !dtype || ndim > CONN_MAXDIM || (ndim && !shape) ||
 	    (order != 'C' && order != 'F'))
-		return leave(c, conn_error(c, -EINVAL, "shma_create: bad argument (ndim <= 32, "
+		return conn_leave(c, conn_error(c, -EINVAL, "shma_create: bad argument (ndim <= 32, "
 					   "order 'C' or 'F')"));
 	jshape = json_array();
 	for (unsigned i = 0; i < ndim; i++)
@@ -517,13 +519,13 @@ int shma_create(shma_conn *c, const char *name, const char *dtype, unsigned ndim
 			*rev = (uint64_t)json_integer_value(json_object_get(r, "revision"));
 		json_decref(r);
 	}
-	return leave(c, err);
+	return conn_leave(c, err);
 }
 
 int shma_delete(shma_conn *c, const char *name, uint64_t *rev)
 {
 	json_t *r;
-	int err = enter(c);
+	int err = conn_enter(c);
 
 	if (err)
 		return err;
@@ -534,7 +536,7 @@ int shma_delete(shma_conn *c, const char *name, uint64_t *rev)
 			*rev = (uint64_t)json_integer_value(json_object_get(r, "revision"));
 		json_decref(r);
 	}
-	return leave(c, err);
+	return conn_leave(c, err);
 }
 
 /* ---- open / close -------------------------------------------------------- */
@@ -543,7 +545,7 @@ int shma_open(shma_conn *c, const char *name, shma_array **out)
 {
 	struct shma_array *a;
 	json_t *r;
-	int err = enter(c);
+	int err = conn_enter(c);
 
 	if (err)
 		return err;
@@ -551,12 +553,12 @@ int shma_open(shma_conn *c, const char *name, shma_array **out)
 	if (a && !a->deleted) {
 		a->refs++;
 		*out = a;
-		return leave(c, 0);
+		return conn_leave(c, 0);
 	}
 	err = conn_call(c, json_pack("{s:s,s:s}", "op", "open", "name", name), NULL, 0, &r, NULL,
 			NULL);
 	if (err)
-		return leave(c, err);
+		return conn_leave(c, err);
 	if (a) {
 		/* a handle on a deleted incarnation: it becomes the new one */
 		json_t *e = json_pack("{s:b,s:O,s:O}", "recreated", 1, "meta",
@@ -575,7 +577,7 @@ int shma_open(shma_conn *c, const char *name, shma_array **out)
 			list_add_tail(&(*out)->link, &c->arrays);
 	}
 	json_decref(r);
-	return leave(c, err);
+	return conn_leave(c, err);
 }
 
 void shma_close(shma_array **ap)
@@ -587,8 +589,19 @@ void shma_close(shma_array **ap)
 		return;
 	c = a->conn;
 	pthread_mutex_lock(&c->lock);
-	if (--a->refs == 0)
+	if (--a->refs == 0) {
+		if (a->is_ref && !conn_forked(c) && c->fd >= 0) {
+			json_t *r;
+
+			/* the revision is free to go (the reply is not waited on
+			 * by anything but this call) */
+			if (conn_call(c, json_pack("{s:s,s:I}", "op", "unpin", "revision",
+						   (json_int_t)a->ref_rev),
+				      NULL, 0, &r, NULL, NULL) == 0)
+				json_decref(r);
+		}
 		array_free(a);
+	}
 	pthread_mutex_unlock(&c->lock);
 	*ap = NULL;
 }
@@ -660,35 +673,35 @@ static int sync_locked(struct shma_conn *c, bool to_given, uint64_t to)
 
 int shma_sync(shma_conn *c, uint64_t *rev)
 {
-	int err = enter(c);
+	int err = conn_enter(c);
 
 	if (err)
 		return err;
 	err = sync_locked(c, false, 0);
 	if (rev)
 		*rev = c->snap;
-	return leave(c, err);
+	return conn_leave(c, err);
 }
 
 int shma_sync_to(shma_conn *c, uint64_t rev)
 {
-	int err = enter(c);
+	int err = conn_enter(c);
 
 	if (err)
 		return err;
-	return leave(c, sync_locked(c, true, rev));
+	return conn_leave(c, sync_locked(c, true, rev));
 }
 
 int shma_abort(shma_conn *c)
 {
 	struct list_head *it;
-	int err = enter(c);
+	int err = conn_enter(c);
 
 	if (err)
 		return err;
 	for (it = c->arrays.next; it != &c->arrays; it = it->next)
 		array_abort(container_of(it, struct shma_array, link));
-	return leave(c, 0);
+	return conn_leave(c, 0);
 }
 
 int shma_commit(shma_conn *c, uint64_t *rev)
@@ -696,12 +709,12 @@ int shma_commit(shma_conn *c, uint64_t *rev)
 	struct list_head *it;
 	uint64_t data_off = 0, pages = 0;
 	json_t *arrs, *r;
-	int data_fd, err = enter(c);
+	int data_fd, err = conn_enter(c);
 
 	if (err)
 		return err;
 	if (!c->writable)
-		return leave(c, conn_error(c, -EROFS, "this connection is read-only"));
+		return conn_leave(c, conn_error(c, -EROFS, "this connection is read-only"));
 	data_fd = memfd_create("shma-commit", MFD_CLOEXEC);
 	arrs = json_array();
 	if (data_fd < 0 || !arrs) {
@@ -746,5 +759,5 @@ int shma_commit(shma_conn *c, uint64_t *rev)
 out:
 	json_decref(arrs);
 	util_close(data_fd);
-	return leave(c, err);
+	return conn_leave(c, err);
 }

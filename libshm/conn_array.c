@@ -142,8 +142,11 @@ static int vm_setup(struct shma_array *a)
 		shma_file_destroy(&a->file);
 		return err == -EINVAL ? -EFBIG : err; /* a block larger than the RAM */
 	}
-	a->cap = capacity_for(a->nblocks);
-	err = shma_map(a->fh, 0, a->cap, &a->map);
+	if (a->is_ref) /* exactly the extent's blocks: they never grow */
+		a->cap = a->nblocks > a->first ? a->nblocks - a->first : 1;
+	else
+		a->cap = capacity_for(a->nblocks);
+	err = shma_map(a->fh, a->first, a->cap, &a->map);
 	if (err)
 		vm_teardown(a);
 	return err;
@@ -205,6 +208,52 @@ int array_new(struct shma_conn *c, json_t *meta, json_t *blocks, struct shma_arr
 		conn_error(c, err, err == -EFBIG ? "block size %zu is larger than the connection's "
 			   "RAM (shma_conn_options.ram_limit)" : "cannot map the array (block size %zu)",
 			   a->blksize);
+		goto err_free;
+	}
+	*out = a;
+	return 0;
+
+err_free:
+	pagemap_clear(&a->table);
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+	return err;
+}
+
+int array_new_ref(struct shma_conn *c, json_t *meta, json_t *blocks, uint64_t rev, uint64_t lo,
+		  uint64_t hi, struct shma_array **out)
+{
+	struct shma_array *a = calloc(1, sizeof(*a));
+	int err;
+
+	if (!a)
+		return conn_error(c, -ENOMEM, "out of memory");
+	a->conn = c;
+	a->refs = 1;
+	a->is_ref = true;
+	a->ref_rev = rev;
+	list_init(&a->link);
+	pthread_mutex_init(&a->lock, NULL);
+	pagemap_init(&a->table);
+	a->pool_fd = c->pool_fd;
+	err = take_meta(a, meta);
+	if (!err)
+		err = table_fill(a, blocks);
+	if (err) {
+		err = conn_error(c, SHMA_EPROTOCOL, "the broker described the array badly");
+		goto err_free;
+	}
+	if (hi > a->nbytes) {
+		err = conn_error(c, SHMA_EBADREF, "the ref's extent [%" PRIu64 ", %" PRIu64 ") lies "
+				 "beyond the end of \"%s\" at revision %" PRIu64 " (%" PRIu64 " bytes)",
+				 lo, hi, a->name, rev, a->nbytes);
+		goto err_free;
+	}
+	a->first = lo / a->blksize;
+	a->nblocks = hi > lo ? nblocks_of(hi, a->blksize) : a->first + 1;
+	err = vm_setup(a);
+	if (err) {
+		conn_error(c, err, "cannot map the ref's blocks (block size %zu)", a->blksize);
 		goto err_free;
 	}
 	*out = a;
@@ -622,7 +671,7 @@ void shma_array_info(shma_array *a, struct shma_array_info *out)
 	out->nbytes = a->resized ? a->rs_nbytes : a->nbytes;
 	out->block_size = a->blksize;
 	out->nblocks = nblocks_of(out->nbytes, a->blksize);
-	out->revision = c->snap;
+	out->revision = a->is_ref ? a->ref_rev : c->snap;
 	out->deleted = a->deleted;
 	pthread_mutex_unlock(&c->lock);
 }
@@ -632,7 +681,8 @@ void *shma_array_data(shma_array *a)
 	void *p;
 
 	pthread_mutex_lock(&a->conn->lock);
-	p = shma_mapping_addr(a->map);
+	/* a ref maps only its extent: byte 0 of the array is where it would be */
+	p = (void *)((uintptr_t)shma_mapping_addr(a->map) - a->first * a->blksize);
 	pthread_mutex_unlock(&a->conn->lock);
 	return p;
 }
@@ -646,6 +696,10 @@ int shma_resize(shma_array *a, unsigned ndim, const uint64_t *shape)
 	if (conn_forked(c))
 		return SHMA_EFORKED;
 	pthread_mutex_lock(&c->lock);
+	if (a->is_ref) {
+		err = conn_error(c, -EROFS, "an opened ArrayRef is read-only");
+		goto out;
+	}
 	if (a->deleted) {
 		err = conn_error(c, -ENOENT, "array \"%s\" was deleted", a->name);
 		goto out;

@@ -61,7 +61,13 @@ struct shma_array {
 	shma_file *file;
 	shma_fileh *fh;
 	shma_mapping *map;
-	uint64_t cap; /* blocks the mapping covers (>= nblocks) */
+	uint64_t first; /* first block the mapping covers (0 but for refs) */
+	uint64_t cap;	/* blocks the mapping covers (>= nblocks - first) */
+
+	/* an opened ArrayRef: read-only, at a pinned revision, only the
+	 * blocks of its extent; on conn->refs, never committed or synced */
+	bool is_ref;
+	uint64_t ref_rev;
 };
 
 struct shma_conn {
@@ -85,12 +91,18 @@ struct shma_conn {
 	unsigned drop_next; /* test hook: invalidations to throw away */
 
 	shma_ram *ram;
-	struct list_head arrays;
+	struct list_head arrays; /* open arrays (the transaction's) */
+	struct list_head refs;	 /* opened ArrayRefs */
 	char err[512];
 	struct shma_conn_stats st;
 };
 
 /* conn.c */
+/* The lock discipline of public calls on a connection: enter() checks for
+ * fork and takes the lock (0 or SHMA_EFORKED); leave() drops it, returning
+ * err (with c->err filled when it is not). */
+int conn_enter(struct shma_conn *c);
+int conn_leave(struct shma_conn *c, int err);
 /* Send req (consumed) with fds; wait for the reply.  0 with *reply (owned)
  * or an error with c->err set; a lost connection is SHMA_EDISCONNECTED. */
 int conn_call(struct shma_conn *c, json_t *req, const int *fds, int nfds, json_t **reply,
@@ -104,6 +116,9 @@ void conn_debug_drop_invalidations(struct shma_conn *c, unsigned n);
 /* conn_array.c */
 /* Set up an array handle from an open reply (meta + blocks). */
 int array_new(struct shma_conn *c, json_t *meta, json_t *blocks, struct shma_array **out);
+/* Set up a ref handle: revision rev, mapping only the blocks of [lo, hi). */
+int array_new_ref(struct shma_conn *c, json_t *meta, json_t *blocks, uint64_t rev, uint64_t lo,
+		  uint64_t hi, struct shma_array **out);
 void array_free(struct shma_array *a);
 /* Apply one array's entry of a changes object (sync/commit reply, or an
  * invalidation): blocks, meta, deleted, created/recreated. */

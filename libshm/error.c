@@ -20,6 +20,11 @@ const char *shma_strerror(int err)
 		[-(SHMA_EFORKED - SHMA_EBASE)] =
 			"connection belongs to the parent process (connect anew after fork)",
 		[-(SHMA_EREFUSED - SHMA_EBASE)] = "the broker refused the request",
+		[-(SHMA_EUNCOMMITTED - SHMA_EBASE)] =
+			"the range has uncommitted changes: commit before making a ref",
+		[-(SHMA_ESTORE - SHMA_EBASE)] =
+			"the ref names another store than the broker's (was it re-created?)",
+		[-(SHMA_EBADREF - SHMA_EBASE)] = "malformed ArrayRef",
 	};
 
 	if (err == 0)

@@ -129,7 +129,7 @@ int proto_recv(int sock, size_t max_inline, size_t max_big, struct proto_msg *m)
 		int *fds = (int *)(void *)CMSG_DATA(cm);
 
 		for (int i = 0; i < n; i++) {
-			if (m->nfds < PROTO_MAX_FDS)
+			if (m->nfds < PROTO_MAX_FDS + 1) /* + a big message's memfd */
 				m->fds[m->nfds++] = fds[i];
 			else {
 				util_close(fds[i]);
@@ -158,6 +158,10 @@ int proto_recv(int sock, size_t max_inline, size_t max_big, struct proto_msg *m)
 		err = read_big(m, bign, max_big);
 		if (err)
 			goto err_free;
+	}
+	if (m->nfds > PROTO_MAX_FDS) {
+		err = SHMA_EPROTOCOL;
+		goto err_free;
 	}
 	return 0;
 

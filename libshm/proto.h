@@ -20,7 +20,8 @@
 struct proto_msg {
 	char *text; /* NUL-terminated; owned */
 	size_t len;
-	int fds[PROTO_MAX_FDS]; /* owned: closed by proto_msg_free */
+	int fds[PROTO_MAX_FDS + 1]; /* owned: closed by proto_msg_free (one more
+				     * while a big message's memfd is in) */
 	int nfds;
 };
 

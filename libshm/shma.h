@@ -67,7 +67,10 @@ enum {
 	SHMA_EDISCONNECTED = SHMA_EBASE - 8, /* the broker connection is lost */
 	SHMA_EFORKED = SHMA_EBASE - 9,	  /* connection used in a child after fork() */
 	SHMA_EREFUSED = SHMA_EBASE - 10,  /* the broker refused the request (see message) */
-	SHMA_ELAST = SHMA_EBASE - 11,
+	SHMA_EUNCOMMITTED = SHMA_EBASE - 11, /* range has uncommitted changes */
+	SHMA_ESTORE = SHMA_EBASE - 12,	  /* the ref names another store (re-created?) */
+	SHMA_EBADREF = SHMA_EBASE - 13,	  /* malformed ArrayRef */
+	SHMA_ELAST = SHMA_EBASE - 14,
 };
 
 /* A static, human-readable message for a return code (0, -errno or SHMA_E*).
@@ -491,6 +494,78 @@ void *shma_view_ptr(const struct shma_view *v, const uint64_t *idx);
 void shma_view_extent(const struct shma_view *v, uint64_t *lo, uint64_t *hi);
 /* Is it C-contiguous (elements adjacent, last axis fastest)? */
 bool shma_view_is_contiguous(const struct shma_view *v);
+
+/* ---- ArrayRef ----------------------------------------------------------------
+ *
+ * An ArrayRef names committed data: which broker (its store id, which changes
+ * when the store is re-created, and its socket path), which array, at which
+ * revision, and a view of it (dtype, shape, strides, byte offset) with the
+ * byte extent [lo, hi) of the array that the view touches.  It is a few
+ * hundred bytes of JSON (docs/PROTOCOL.md, "ArrayRef"), never the data:
+ * another process opens it and maps the same physical pages.
+ */
+struct shma_ref {
+	char store[40];
+	char socket[108];
+	char array[201];
+	uint64_t revision;
+	char dtype[5];
+	unsigned ndim;
+	uint64_t shape[SHMA_MAXDIM];
+	int64_t strides[SHMA_MAXDIM];
+	uint64_t offset; /* byte offset of element (0, ..., 0) in the array */
+	uint64_t lo, hi; /* byte extent of the array the elements occupy */
+};
+
+/* A ref to the data a view of an array shows (the view must come from
+ * shma_view_of on an array handle, or from shma_ref_open): the connection's
+ * snapshot revision.  Only committed data can be referenced:
+ * SHMA_EUNCOMMITTED if a block of the view's extent has changes not yet
+ * committed (or the array's shape is changing in this transaction). */
+int shma_ref_make(const struct shma_view *v, struct shma_ref *out);
+
+/* JSON text of a ref; *json is malloc'd (free it), *len its length. */
+int shma_ref_encode(const struct shma_ref *r, char **json, size_t *len);
+/* Parse and check a ref: every field present and of its type, no other
+ * field, a known dtype, shape and strides of equal length <= 32, sizes that
+ * do not overflow, lo <= hi, every element of the view inside [lo, hi).
+ * SHMA_EBADREF with a reason in why (may be NULL) otherwise; *out untouched. */
+int shma_ref_decode(const char *json, size_t len, struct shma_ref *out, char *why,
+		    size_t whylen);
+
+/* Open a ref: map the blocks of [lo, hi) of the array at the ref's revision
+ * (the cost does not depend on the array's size) through a connection of
+ * this process to the ref's broker (opened on first use, then reused), and
+ * describe the data as *view.  The revision stays pinned until shma_close
+ * of *out.  The memory is the committed data; writes to it stay local and
+ * are never committed.
+ *   SHMA_ENOTKEPT  the broker no longer keeps the revision (the message
+ *                  names the retention); with SHMA_REF_HEAD the newest
+ *                  revision is opened instead (view->... then shows it)
+ *   SHMA_ESTORE    the broker at the socket is another store
+ *   SHMA_EBADREF   the extent lies outside the array at that revision
+ * *out is owned: release with shma_close(). */
+enum { SHMA_REF_HEAD = 1 << 0 };
+int shma_ref_open(const struct shma_ref *r, unsigned flags, shma_array **out,
+		  struct shma_view *view);
+/* The revision an array handle shows (a ref's, or its connection's
+ * snapshot). */
+uint64_t shma_array_revision(shma_array *a);
+
+/* Ask c's broker to keep revision rev for ms milliseconds (at most an hour),
+ * whoever is connected: refs to it sent to other processes stay openable
+ * even if the sender goes away.  SHMA_ENOTKEPT if it is already gone. */
+int shma_lease(shma_conn *c, uint64_t rev, unsigned ms);
+
+/* Send a ref as one ZeroMQ message of two frames, "shma.ref/1" and the JSON
+ * (after any routing frames the caller sent with ZMQ_SNDMORE), on any socket
+ * type; flags as for zmq_send (e.g. ZMQ_DONTWAIT).  The socket is borrowed.
+ * 0 or -errno (zmq_errno()). */
+int shma_ref_send(void *zsock, const struct shma_ref *r, int flags);
+/* Receive one such message (after the caller took any routing frames):
+ * SHMA_EBADREF (with why) for a message that is not a valid ref; the whole
+ * message is consumed either way. */
+int shma_ref_recv(void *zsock, struct shma_ref *r, int flags, char *why, size_t whylen);
 
 #ifdef __cplusplus
 }
