@@ -95,13 +95,29 @@ int conn_call(struct shma_conn *c, json_t *req, const int *fds, int nfds, json_t
 	}
 	err = proto_send(c->fd, text, strlen(text), c->max_message, fds, nfds);
 	free(text);
-	if (err) {
+	if (err && err != -EPIPE && err != -ECONNRESET) {
 		lose(c);
 		return conn_error(c, SHMA_EDISCONNECTED, "the broker at %s is gone (%s)", c->path,
 				  strerror(-err));
 	}
+	/* A broker that refuses a connection answers and closes at once: the
+	 * send may fail (EPIPE) or the receive see the reset first, while its
+	 * answer still waits in the socket.  Read it if it is there. */
+	if (err) {
+		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+		if (poll(&pfd, 1, 100) <= 0 || !(pfd.revents & POLLIN)) {
+			lose(c);
+			return conn_error(c, SHMA_EDISCONNECTED, "the broker at %s is gone (%s)",
+					  c->path, strerror(-err));
+		}
+	}
 	err = proto_recv(c->fd, c->max_message < PROTO_MIN_INLINE ? PROTO_MIN_INLINE : c->max_message,
 			 MAX_REPLY, &m);
+	if (err == -ECONNRESET)
+		err = proto_recv(c->fd,
+				 c->max_message < PROTO_MIN_INLINE ? PROTO_MIN_INLINE : c->max_message,
+				 MAX_REPLY, &m);
 	if (err) {
 		lose(c);
 		return conn_error(c, SHMA_EDISCONNECTED, "the broker at %s is gone (%s)", c->path,
@@ -125,6 +141,19 @@ int conn_call(struct shma_conn *c, json_t *req, const int *fds, int nfds, json_t
 		msg = json_string_value(json_object_get(e, "message"));
 		err = conn_error(c, code_of(json_string_value(json_object_get(e, "code"))), "%s",
 				 msg ? msg : "the broker refused the request");
+		/* a conflict's blocks, so the message names them */
+		if (json_is_array(json_object_get(e, "blocks"))) {
+			size_t i, len = strlen(c->err);
+			json_t *b;
+
+			json_array_foreach(json_object_get(e, "blocks"), i, b) {
+				if (len + 32 >= sizeof(c->err))
+					break;
+				len += (size_t)snprintf(c->err + len, sizeof(c->err) - len, "%s%" PRIu64,
+							i ? ", " : ": block(s) ",
+							(uint64_t)json_integer_value(b));
+			}
+		}
 		json_decref(r);
 		return err;
 	}
@@ -493,6 +522,18 @@ void shma_conn_stats(shma_conn *c, struct shma_conn_stats *st)
 
 /* ---- create / delete ----------------------------------------------------- */
 
+/* A change this connection made is a revision it has heard of: its next
+ * shma_sync goes at least that far. */
+static void note_change(struct shma_conn *c, json_t *reply, uint64_t *rev)
+{
+	uint64_t r = (uint64_t)json_integer_value(json_object_get(reply, "revision"));
+
+	if (r > c->heard)
+		c->heard = r;
+	if (rev)
+		*rev = r;
+}
+
 int shma_create(shma_conn *c, const char *name, const char *dtype, unsigned ndim,
 		const uint64_t *shape, char order, size_t block_size, uint64_t *rev)
 {
@@ -515,8 +556,7 @@ int shma_create(shma_conn *c, const char *name, const char *dtype, unsigned ndim
 		json_object_set_new(req, "block_size", json_integer((json_int_t)block_size));
 	err = conn_call(c, req, NULL, 0, &r, NULL, NULL);
 	if (!err) {
-		if (rev)
-			*rev = (uint64_t)json_integer_value(json_object_get(r, "revision"));
+		note_change(c, r, rev);
 		json_decref(r);
 	}
 	return conn_leave(c, err);
@@ -532,8 +572,7 @@ int shma_delete(shma_conn *c, const char *name, uint64_t *rev)
 	err = conn_call(c, json_pack("{s:s,s:s}", "op", "delete", "name", name), NULL, 0, &r,
 			NULL, NULL);
 	if (!err) {
-		if (rev)
-			*rev = (uint64_t)json_integer_value(json_object_get(r, "revision"));
+		note_change(c, r, rev);
 		json_decref(r);
 	}
 	return conn_leave(c, err);
@@ -644,6 +683,11 @@ static int sync_locked(struct shma_conn *c, bool to_given, uint64_t to)
 	if (from_stream)
 		json_object_set_new(req, "changes", json_false());
 	err = conn_call(c, req, NULL, 0, &r, NULL, NULL);
+	if (err == SHMA_ENOTKEPT && !to_given) {
+		/* what we heard of is gone already: the newest will do */
+		from_stream = false;
+		err = conn_call(c, json_pack("{s:s}", "op", "sync"), NULL, 0, &r, NULL, NULL);
+	}
 	if (err)
 		return err;
 	to = (uint64_t)json_integer_value(json_object_get(r, "revision"));

@@ -415,9 +415,13 @@ int shma_resize(shma_array *a, unsigned ndim, const uint64_t *shape);
 
 int shma_commit(shma_conn *c, uint64_t *rev);
 int shma_abort(shma_conn *c);
-/* Sync to the newest revision heard of (or, with no invalidations, the
- * broker's newest); shma_sync_to: to the given revision (an older one is
- * allowed if the broker still keeps it: SHMA_ENOTKEPT otherwise). */
+/* Sync to the newest revision heard of through invalidations and this
+ * connection's own changes (if none is newer than the snapshot, or without
+ * invalidations: the broker's newest).  The stream lags a little behind the
+ * broker: to be sure to see a revision learnt of some other way (a reply
+ * from another process, an ArrayRef), use shma_sync_to.  shma_sync_to: to
+ * the given revision (an older one is allowed if the broker still keeps it:
+ * SHMA_ENOTKEPT otherwise). */
 int shma_sync(shma_conn *c, uint64_t *rev);
 int shma_sync_to(shma_conn *c, uint64_t rev);
 
