@@ -23,7 +23,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
            -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread -fPIC $(WARN) $(SAN_CFLAGS) $(CFLAGS) \
-           -Ilibshm -Ibroker -Itests/lib -MMD -MP
+           -Ilibshm -Ibroker -Iworker -Itests/lib -MMD -MP
 LDLIBS  := -pthread
 
 ifeq ($(SAN),asan)
@@ -57,7 +57,16 @@ BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c))
 BROKER_OBJ := $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/broker/default_config.o
 BROKER_LIB := $(BUILD)/libbroker.a
-PROGRAMS   := $(if $(wildcard broker/main.c),$(BUILD)/shma-broker)
+# Programs built on libshm: worker/{cli,worker,demo}.c are the mains of shma,
+# shma-worker and shma-demo; every other worker/*.c goes into libworker.a.
+WORKER_MAINS := $(wildcard worker/cli.c worker/worker.c worker/demo.c)
+WORKER_SRC := $(filter-out $(WORKER_MAINS),$(wildcard worker/*.c))
+WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o)
+WORKER_LIB := $(BUILD)/libworker.a
+PROGRAMS   := $(if $(wildcard broker/main.c),$(BUILD)/shma-broker) \
+              $(if $(wildcard worker/cli.c),$(BUILD)/shma) \
+              $(if $(wildcard worker/worker.c),$(BUILD)/shma-worker) \
+              $(if $(wildcard worker/demo.c),$(BUILD)/shma-demo)
 
 .PHONY: all lib programs tests benches check check-asan check-ubsan check-tsan check-valgrind \
         check-symbols check-clang bench demo install deps clean
@@ -99,19 +108,32 @@ $(BROKER_LIB): $(BROKER_OBJ)
 $(BUILD)/shma-broker: $(BUILD)/broker/main.o $(BROKER_LIB) $(BUILD)/libshm.a
 	$(CC) $(SAN_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(LDLIBS)
 
-TEST_LIBS = $(BROKER_LIB) $(BUILD)/libshm.a
+$(WORKER_LIB): $(WORKER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/shma: $(BUILD)/worker/cli.o $(WORKER_LIB) $(BUILD)/libshm.a
+	$(CC) $(SAN_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(LDLIBS) -lm
+
+$(BUILD)/shma-worker: $(BUILD)/worker/worker.o $(WORKER_LIB) $(BUILD)/libshm.a
+	$(CC) $(SAN_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(LDLIBS) -lm
+
+$(BUILD)/shma-demo: $(BUILD)/worker/demo.o $(WORKER_LIB) $(BUILD)/libshm.a
+	$(CC) $(SAN_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(LDLIBS) -lm
+
+TEST_LIBS = $(WORKER_LIB) $(BROKER_LIB) $(BUILD)/libshm.a
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(TEST_LIBS)
-	$(CC) $(SAN_LDFLAGS) -o $@ $< $(TEST_LIBS) $(CMOCKA_LIBS) $(DEP_LIBS) $(LDLIBS)
+	$(CC) $(SAN_LDFLAGS) -o $@ $< $(TEST_LIBS) $(CMOCKA_LIBS) $(DEP_LIBS) $(LDLIBS) -lm
 
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(TEST_LIBS)
-	$(CC) $(SAN_LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(TEST_LIBS) $(CMOCKA_LIBS) $(DEP_LIBS) $(LDLIBS)
+	$(CC) $(SAN_LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(TEST_LIBS) $(CMOCKA_LIBS) $(DEP_LIBS) $(LDLIBS) -lm
 
 $(BUILD)/tests/crash/%: $(BUILD)/tests/crash/%.o $(TEST_LIBS)
 	$(CC) $(SAN_LDFLAGS) -o $@ $< $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(HARNESS_OBJ) $(TEST_LIBS)
-	$(CC) $(SAN_LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS)
+	$(CC) $(SAN_LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS) -lm
 
 # --- tests -------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 # everything is present.  Needs root (or sudo) only when something is missing.
 set -euo pipefail
 pkgs=(build-essential clang pkg-config valgrind
-      libzmq3-dev libjansson-dev libcmocka-dev liblmdb-dev)
+      libzmq3-dev libjansson-dev libcmocka-dev liblmdb-dev
+      python3 python3-numpy)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
