@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -809,14 +810,19 @@ static int check_array(struct catalog *c, const struct cat_commit *cm, struct wo
 			return err->code;
 		}
 		head = pagemap_get(&a->blocks, b->blk);
-		if (head && head->rev > cm->base && nconf < ARRAY_SIZE(err->blocks))
-			err->blocks[nconf++] = b->blk;
+		if (head && head->rev > cm->base) {
+			if (nconf < ARRAY_SIZE(err->blocks))
+				err->blocks[nconf] = b->blk;
+			nconf++;
+		}
 	}
 	if (nconf) {
 		err_set(err, SHMA_ECONFLICT, "array \"%.200s\": %zu block(s) changed after revision %"
-			PRIu64 " (first committer wins)", ch->name, nconf, cm->base);
+			PRIu64 " (first committer wins)%s", ch->name, nconf, cm->base,
+			nconf > ARRAY_SIZE(err->blocks) ? "; the first 64 are listed" : "");
 		snprintf(err->array, sizeof(err->array), "%s", ch->name);
-		err->nblocks = nconf; /* err->blocks was filled above */
+		/* err->blocks was filled above */
+		err->nblocks = nconf < ARRAY_SIZE(err->blocks) ? nconf : ARRAY_SIZE(err->blocks);
 		return err->code;
 	}
 	return 0;
@@ -1158,8 +1164,12 @@ int catalog_commit(struct catalog *c, const struct cat_commit *cm, uint64_t now_
 				return err->code;
 			}
 	if (cm->data_fd >= 0) {
-		if (fstat(cm->data_fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-			err_set(err, -EINVAL, "the page data must come in a regular file or memfd");
+		int fl = fcntl(cm->data_fd, F_GETFL);
+
+		if (fstat(cm->data_fd, &sb) < 0 || !S_ISREG(sb.st_mode) || fl < 0 ||
+		    (fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY) {
+			err_set(err, -EINVAL, "the page data must come in a regular file or memfd "
+				"open for reading");
 			return err->code;
 		}
 		data_len = (uint64_t)sb.st_size;

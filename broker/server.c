@@ -658,6 +658,19 @@ static struct cat_array *find_at_snapshot(struct server *s, struct client *c, st
 	return a;
 }
 
+struct range_ctx {
+	json_t *blocks;
+	uint64_t b0, b1;
+};
+
+static void add_in_range(uint64_t blk, uint64_t slot, void *arg)
+{
+	struct range_ctx *rc = arg;
+
+	if (blk >= rc->b0 && blk < rc->b1)
+		add_pair(blk, slot, rc->blocks);
+}
+
 static bool client_pins(const struct client *c, uint64_t rev)
 {
 	for (size_t i = 0; i < c->npins; i++)
@@ -741,14 +754,21 @@ static void op_open(struct server *s, struct client *c, struct req *r)
 	}
 	blocks = json_array();
 	if (ranged) {
-		/* cost proportional to the extent, not to the array */
+		/* cost: the smaller of the extent and what the array stores */
 		b0 = lo / a->blksize;
 		b1 = (hi + a->blksize - 1) / a->blksize;
-		for (uint64_t b = b0; b < b1; b++) {
-			uint64_t slot = catalog_slot_at(a, b, rev);
+		if (b1 - b0 <= pagemap_len(&a->blocks)) {
+			for (uint64_t b = b0; b < b1; b++) {
+				uint64_t slot = catalog_slot_at(a, b, rev);
 
-			if (slot != CAT_HOLE)
-				add_pair(b, slot, blocks);
+				if (slot != CAT_HOLE)
+					add_pair(b, slot, blocks);
+			}
+		} else {
+			/* a wide extent of a sparse array: walk what is stored */
+			struct range_ctx rc = { blocks, b0, b1 };
+
+			catalog_blocks_at(a, rev, add_in_range, &rc);
 		}
 	} else {
 		catalog_blocks_at(a, rev, add_pair, blocks);
@@ -1270,8 +1290,8 @@ static void on_accept(struct server *s)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	gid_t gids[MAX_GROUPS];
-	socklen_t glen = sizeof(gids);
+	gid_t gids[MAX_GROUPS + 1]; /* the primary group, then up to MAX_GROUPS more */
+	socklen_t glen = sizeof(gids) - sizeof(gid_t);
 	size_t ngids = 0;
 	enum access acc;
 	struct client *c;
@@ -1290,9 +1310,25 @@ static void on_accept(struct server *s)
 		return;
 	}
 	gids[ngids++] = cred.gid;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, gids + 1, &glen) == 0)
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, gids + 1, &glen) == 0) {
 		ngids += glen / sizeof(gid_t);
+	} else if (errno == ERANGE && glen > 0 && glen < (1u << 20)) {
+		/* more groups than the stack buffer: fetch them all */
+		gid_t *all = malloc(glen);
+
+		if (all && getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, all, &glen) == 0) {
+			size_t n = glen / sizeof(gid_t);
+
+			acc = config_access(s->cfg, cred.uid, all, n, geteuid());
+			if (acc == ACCESS_NONE)
+				acc = config_access(s->cfg, cred.uid, &cred.gid, 1, geteuid());
+			free(all);
+			goto decided;
+		}
+		free(all);
+	}
 	acc = config_access(s->cfg, cred.uid, gids, ngids, geteuid());
+decided:
 	if (acc == ACCESS_NONE) {
 		log_warn("refused pid %d uid %u: not allowed by the access configuration",
 			 (int)cred.pid, (unsigned)cred.uid);

@@ -1097,7 +1097,7 @@ static void test_atomic_bad_data(void **state)
 	commit_fails(f, b, -EINVAL, &err);
 	close(pfd[1]);
 
-	/* page data that cannot be read (after the slots were taken) */
+	/* page data that cannot be read: refused before anything is taken */
 	b = cb_new(f, base);
 	cb_block(b, "b", 0, 0x03);
 	cb_block(b, "a", 1, 0x02);
@@ -1106,7 +1106,7 @@ static void test_atomic_bad_data(void **state)
 	assert_true(wfd >= 0);
 	close(b->cm.data_fd);
 	b->cm.data_fd = wfd;
-	commit_fails(f, b, -EBADF, &err);
+	commit_fails(f, b, -EINVAL, &err);
 
 	/* nothing of all that is visible */
 	assert_true(slot_at(f, "a", 1, base) == CAT_HOLE);
