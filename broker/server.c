@@ -1501,12 +1501,7 @@ static int listen_socket(struct server *s, char *errbuf, size_t errlen)
 		err = -errno;
 		goto err_close;
 	}
-	if (listen(fd, 128) < 0) {
-		snprintf(errbuf, errlen, "listen: %s", strerror(errno));
-		err = -errno;
-		goto err_close;
-	}
-	s->lfd = fd;
+	s->lfd = fd; /* listen() comes last in server_new: ready means ready */
 	return 0;
 
 err_bind:
@@ -1601,6 +1596,12 @@ int server_new(const struct broker_config *cfg, struct server **out, char *errbu
 	    timerfd_settime(s->timerfd, 0, &its, NULL) < 0) {
 		err = -errno;
 		snprintf(errbuf, errlen, "cannot set up the event loop: %s", strerror(errno));
+		goto err_free;
+	}
+	/* clients may come from here on: everything they need is up */
+	if (listen(s->lfd, 128) < 0) {
+		err = -errno;
+		snprintf(errbuf, errlen, "listen: %s", strerror(errno));
 		goto err_free;
 	}
 	ev = (struct epoll_event){ .events = EPOLLIN, .data.ptr = &s->lfd };
