@@ -538,19 +538,15 @@ static int write_store(struct catalog *c, const struct store_record *rec, struct
 	return r;
 }
 
-int catalog_create(struct catalog *c, const struct cat_create *cr, uint64_t max_arrays,
-		   uint64_t now_ms, uint64_t *rev, struct cat_err *err)
+/* Check cr and allocate its incarnation, not yet visible (nnew: arrays this
+ * same change creates before it, for the limit). */
+static int array_alloc(struct catalog *c, const struct cat_create *cr, uint64_t max_arrays,
+		       uint64_t nnew, struct cat_array **out, struct cat_err *err)
 {
-	struct cat_array *a = NULL;
-	struct cat_metaver *mv = NULL;
-	struct store_record rec;
+	struct cat_array *a;
+	struct cat_metaver *mv;
 	const char *why;
-	bool found;
-	size_t i;
-	int r;
 
-	if (now_ms > c->now_ms)
-		c->now_ms = now_ms;
 	if (!catalog_name_ok(cr->name, &why)) {
 		err_set(err, -EINVAL, "bad array name \"%.64s\": %s", cr->name, why);
 		return err->code;
@@ -571,46 +567,70 @@ int catalog_create(struct catalog *c, const struct cat_create *cr, uint64_t max_
 		err_set(err, -EEXIST, "array \"%s\" exists", cr->name);
 		return err->code;
 	}
-	if (c->nlive >= max_arrays) {
+	if (max_arrays && c->nlive + nnew >= max_arrays) {
 		err_set(err, -EUSERS, "too many arrays (limits.arrays: %" PRIu64 ")", max_arrays);
 		return err->code;
 	}
 	a = calloc(1, sizeof(*a));
 	mv = calloc(1, sizeof(*mv));
-	if (!a || !mv)
-		goto err_nomem;
+	if (!a || !mv) {
+		free(a);
+		free(mv);
+		err_set(err, -ENOMEM, "out of memory");
+		return err->code;
+	}
 	mv->m = cr->meta;
 	if (!meta_nbytes(&mv->m, cr->dtype.size)) {
+		free(a);
+		free(mv);
 		err_set(err, -EINVAL, "shape too large or more than %d dimensions", CAT_MAXDIM);
-		goto err_free;
+		return err->code;
 	}
-	i = name_search(c, cr->name, &found);
-	if (!found && GROW(c, names, nnames, capnames))
-		goto err_nomem;
-	if (note_revision(c, c->head + 1))
-		goto err_nomem;
-
-	a->id = c->next_id;
 	snprintf(a->name, sizeof(a->name), "%s", cr->name);
 	a->dtype = cr->dtype;
 	a->order = cr->order;
 	a->blksize = cr->blksize;
-	a->created = c->head + 1;
 	a->deleted = CAT_LIVE;
-	mv->rev = a->created;
 	a->meta = mv;
 	pagemap_init(&a->blocks);
+	*out = a;
+	return 0;
+}
 
-	rec = (struct store_record){ .kind = STORE_CREATE, .rev = a->created,
-				     .time_ms = c->now_ms, .array = a, .pool = c->pool };
-	r = write_store(c, &rec, err);
-	if (r) {
-		c->ntimes--; /* the noted revision did not happen */
-		free(a);
-		free(mv);
-		return r;
-	}
-	/* visible from here on */
+/* Free an incarnation that never became visible. */
+static void array_unalloc(struct cat_array *a)
+{
+	pagemap_clear(&a->blocks);
+	free(a->meta);
+	free(a);
+}
+
+/* Room in names[] for n more names, so linking cannot fail. */
+static int names_reserve(struct catalog *c, size_t n)
+{
+	struct cat_array **nv;
+	size_t ncap;
+
+	if (c->nnames + n <= c->capnames)
+		return 0;
+	ncap = c->nnames + n + 16;
+	nv = realloc(c->names, ncap * sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	c->names = nv;
+	c->capnames = ncap;
+	return 0;
+}
+
+/* Make a visible from revision rev (room reserved: cannot fail). */
+static void array_link(struct catalog *c, struct cat_array *a, uint64_t rev)
+{
+	bool found;
+	size_t i = name_search(c, a->name, &found);
+
+	a->id = c->next_id++;
+	a->created = rev;
+	a->meta->rev = rev;
 	if (found) {
 		a->prev = c->names[i];
 		c->names[i] = a;
@@ -619,19 +639,42 @@ int catalog_create(struct catalog *c, const struct cat_create *cr, uint64_t max_
 		c->names[i] = a;
 		c->nnames++;
 	}
-	c->next_id++;
 	c->nlive++;
 	c->nincarnations++;
+}
+
+int catalog_create(struct catalog *c, const struct cat_create *cr, uint64_t max_arrays,
+		   uint64_t now_ms, uint64_t *rev, struct cat_err *err)
+{
+	struct store_record rec;
+	struct cat_array *a;
+	int r;
+
+	if (now_ms > c->now_ms)
+		c->now_ms = now_ms;
+	r = array_alloc(c, cr, max_arrays, 0, &a, err);
+	if (r)
+		return r;
+	if (names_reserve(c, 1) || note_revision(c, c->head + 1)) {
+		array_unalloc(a);
+		err_set(err, -ENOMEM, "out of memory");
+		return err->code;
+	}
+	/* the store sees it as it will be */
+	a->id = c->next_id;
+	a->created = a->meta->rev = c->head + 1;
+	rec = (struct store_record){ .kind = STORE_CREATE, .rev = a->created,
+				     .time_ms = c->now_ms, .array = a, .pool = c->pool };
+	r = write_store(c, &rec, err);
+	if (r) {
+		c->ntimes--; /* the noted revision did not happen */
+		array_unalloc(a);
+		return r;
+	}
+	array_link(c, a, c->head + 1); /* visible from here on */
 	c->head = a->created;
 	*rev = c->head;
 	return 0;
-
-err_nomem:
-	err_set(err, -ENOMEM, "out of memory");
-err_free:
-	free(a);
-	free(mv);
-	return err->code;
 }
 
 int catalog_delete(struct catalog *c, const char *name, uint64_t now_ms, uint64_t *rev,
@@ -672,7 +715,8 @@ int catalog_delete(struct catalog *c, const char *name, uint64_t now_ms, uint64_
 struct work_arr {
 	struct cat_array *a;
 	const struct cat_arrchange *ch;
-	bool resize; /* the shape really changes */
+	bool resize;  /* the shape really changes */
+	bool created; /* a is new: linked by publish, freed on failure */
 	struct cat_meta meta; /* after the commit */
 	uint64_t old_nblocks, new_nblocks;
 	/* blocks that get a new version: the client's, plus on shrink the
@@ -703,13 +747,32 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off)
 
 /* Validate the client's changes to one array and check for conflicts. */
 static int check_array(struct catalog *c, const struct cat_commit *cm, struct work_arr *w,
-		       uint64_t data_len, struct cat_err *err)
+		       uint64_t data_len, size_t *nnew, struct cat_err *err)
 {
 	const struct cat_arrchange *ch = w->ch;
 	struct cat_array *a = catalog_find(c, ch->name, c->head);
 	uint64_t ppb, prev_blk = 0;
 	size_t nconf = 0;
 
+	if (ch->create) {
+		/* created by this commit: the name must be free at the head, and if
+		 * another commit took it after base, that is a conflict */
+		if (a && a->created > cm->base) {
+			err_set(err, SHMA_ECONFLICT, "array \"%.200s\" was created by another commit "
+				"after revision %" PRIu64, ch->name, cm->base);
+			snprintf(err->array, sizeof(err->array), "%s", ch->name);
+			return err->code;
+		}
+		if (array_alloc(c, &ch->cr, cm->max_arrays, *nnew, &w->a, err))
+			return err->code;
+		(*nnew)++;
+		w->created = true;
+		a = w->a;
+		w->meta = a->meta->m;
+		w->old_nblocks = 0;
+		w->new_nblocks = nblocks_of(a, w->meta.nbytes);
+		goto check_blocks;
+	}
 	if (!a) {
 		if (catalog_find(c, ch->name, cm->base)) {
 			err_set(err, SHMA_ECONFLICT, "array \"%.200s\" was deleted after revision %" PRIu64,
@@ -765,6 +828,7 @@ static int check_array(struct catalog *c, const struct cat_commit *cm, struct wo
 	}
 	w->old_nblocks = nblocks_of(a, a->meta->m.nbytes);
 	w->new_nblocks = nblocks_of(a, w->meta.nbytes);
+check_blocks:
 	ppb = a->blksize / PAGE_4K;
 
 	for (size_t i = 0; i < ch->nblk; i++) {
@@ -982,13 +1046,15 @@ static int fill_all(struct catalog *c, const struct cat_commit *cm, struct work_
 	return atomic_load(&j.err);
 }
 
-static void work_free(struct work_arr *w, size_t n, struct pool *pool, bool free_slots)
+static void work_free(struct work_arr *w, size_t n, struct pool *pool, bool failed)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (free_slots && w[i].slots)
+		if (failed && w[i].slots)
 			for (size_t k = 0; k < w[i].n; k++)
 				if (w[i].slots[k] != CAT_HOLE)
 					pool_free(pool, w[i].slots[k], w[i].a->blksize);
+		if (failed && w[i].created && w[i].a)
+			array_unalloc(w[i].a);
 		free(w[i].blks);
 		free(w[i].slots);
 		free(w[i].chg);
@@ -1032,6 +1098,14 @@ static int publish(struct catalog *c, const struct cat_commit *cm, struct work_a
 	for (size_t i = 0; i < cm->narr; i++)
 		if (w[i].resize && !(mvs[i] = calloc(1, sizeof(**mvs))))
 			goto out_free;
+	{
+		size_t ncreated = 0;
+
+		for (size_t i = 0; i < cm->narr; i++)
+			ncreated += w[i].created;
+		if (names_reserve(c, ncreated))
+			goto out_free;
+	}
 	if (c->ngc + total + cm->narr > c->capgc) {
 		size_t ncap = c->ngc + total + cm->narr + 16;
 		struct gc_entry *ng = realloc(c->gc, ncap * sizeof(*ng));
@@ -1061,6 +1135,9 @@ static int publish(struct catalog *c, const struct cat_commit *cm, struct work_a
 	k = 0;
 	for (size_t i = 0; i < cm->narr; i++) {
 		struct cat_array *a = w[i].a;
+
+		if (w[i].created)
+			array_link(c, a, rev);
 
 		for (size_t j = 0; j < w[i].n; j++, k++) {
 			struct cat_blkver *v = vs[k], *head;
@@ -1124,6 +1201,7 @@ static int make_result(const struct cat_commit *cm, const struct work_arr *w, ui
 
 		ra->array = w[i].a;
 		ra->resized = w[i].resize;
+		ra->created = w[i].created;
 		ra->n = w[i].n;
 		ra->blks = malloc((w[i].n + 1) * sizeof(*ra->blks));
 		ra->slots = malloc((w[i].n + 1) * sizeof(*ra->slots));
@@ -1141,6 +1219,7 @@ int catalog_commit(struct catalog *c, const struct cat_commit *cm, uint64_t now_
 	struct work_arr *w;
 	struct store_record rec;
 	uint64_t data_len = 0;
+	size_t nnew = 0;
 	struct stat sb;
 	int r = 0;
 
@@ -1181,7 +1260,7 @@ int catalog_commit(struct catalog *c, const struct cat_commit *cm, uint64_t now_
 	}
 	for (size_t i = 0; i < cm->narr; i++) {
 		w[i].ch = &cm->arrs[i];
-		r = check_array(c, cm, &w[i], data_len, err);
+		r = check_array(c, cm, &w[i], data_len, &nnew, err);
 		if (r) {
 			if (r == SHMA_ECONFLICT)
 				c->conflicts++;

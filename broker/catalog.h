@@ -182,6 +182,8 @@ struct cat_blkchange {
 
 struct cat_arrchange {
 	const char *name;
+	bool create;	      /* the commit creates the array (cr; name = cr.name) */
+	struct cat_create cr;
 	bool resize;
 	struct cat_meta meta; /* new ndim and shape when resize */
 	size_t nblk;
@@ -190,6 +192,7 @@ struct cat_arrchange {
 
 struct cat_commit {
 	uint64_t base;
+	uint64_t max_arrays; /* limit for arrays the commit creates; 0: none */
 	int data_fd; /* -1 if there is no page data */
 	size_t narr;
 	struct cat_arrchange *arrs;
@@ -202,6 +205,7 @@ struct cat_commit {
 struct cat_result_arr {
 	struct cat_array *array; /* borrowed: valid until the next catalog_gc */
 	bool resized;
+	bool created; /* by this commit */
 	size_t n;
 	uint64_t *blks, *slots;
 };
@@ -214,7 +218,9 @@ struct cat_result {
 
 /* Apply a commit.  All of it becomes visible at once, or nothing changes:
  * SHMA_ECONFLICT (err names the array and blocks) when a changed block, or an
- * array's shape, changed after base, or the array was deleted/re-created;
+ * array's shape, changed after base, or the array was deleted/re-created, or
+ * an array the commit creates was created by another commit after base
+ * (-EEXIST if it existed at base);
  * -ENOENT for an unknown array; -EINVAL for a block or page out of range or
  * runs out of order; -ENOSPC when the pool is full; -EIO/-errno when the
  * page data cannot be read (short data: -EIO). */

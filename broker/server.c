@@ -69,7 +69,8 @@ struct client {
 	uid_t uid;
 	enum access access;
 	bool hello;
-	uint64_t snap;	  /* pinned once hello is done */
+	uint64_t snap;	  /* the snapshot; pinned if snap_pinned */
+	bool snap_pinned; /* hello "pin": false leaves it unpinned until a sync */
 	uint64_t oldsnap; /* pinned until the next request, if has_old */
 	bool has_old;
 	struct opened *opened;
@@ -357,8 +358,8 @@ static json_t *changes_json(struct server *s, struct client *c, uint64_t from, u
 			c->opened[i] = c->opened[--c->nopened];
 			continue;
 		}
-		if (a->id != op->id) {
-			/* deleted and created again: everything is new */
+		if (a->id != op->id || a->created > from) {
+			/* created (again) in between: everything is new */
 			json_t *blocks = json_array();
 
 			e = json_pack("{s:b,s:o}", "recreated", 1, "meta",
@@ -513,6 +514,11 @@ static int move_snapshot(struct server *s, struct client *c, uint64_t rev, struc
 
 	if (r)
 		return r;
+	if (!c->snap_pinned) { /* nothing of the old one to keep */
+		c->snap_pinned = true;
+		c->snap = rev;
+		return 0;
+	}
 	if (c->has_old)
 		catalog_unpin(s->cat, c->oldsnap);
 	c->oldsnap = c->snap;
@@ -536,7 +542,7 @@ static void op_hello(struct server *s, struct client *c, struct req *r)
 {
 	uint64_t version;
 	struct cat_err err;
-	json_t *o;
+	json_t *o, *jpin;
 
 	if (!get_u64(s, c, r, "version", true, &version))
 		return;
@@ -551,7 +557,13 @@ static void op_hello(struct server *s, struct client *c, struct req *r)
 		reply_error(s, c, r->id, SHMA_EPROTOCOL, "hello was already done");
 		return;
 	}
-	if (catalog_pin(s->cat, catalog_head(s->cat), &err)) {
+	jpin = json_object_get(r->j, "pin");
+	if (jpin && !json_is_boolean(jpin)) {
+		reply_error(s, c, r->id, -EINVAL, "\"pin\" must be true or false");
+		return;
+	}
+	c->snap_pinned = !json_is_false(jpin);
+	if (c->snap_pinned && catalog_pin(s->cat, catalog_head(s->cat), &err)) {
 		reply_cat_error(s, c, r->id, &err);
 		return;
 	}
@@ -658,6 +670,44 @@ static struct cat_array *find_at_snapshot(struct server *s, struct client *c, st
 	return a;
 }
 
+static int cmp_pair_blk(const void *x, const void *y)
+{
+	json_int_t a = json_integer_value(json_array_get(*(json_t *const *)x, 0));
+	json_int_t b = json_integer_value(json_array_get(*(json_t *const *)y, 0));
+
+	return a < b ? -1 : a > b;
+}
+
+/* [[blk, slot], ...] -> [[first blk, count, first slot], ...]: blocks whose
+ * slots follow each other form one run (an array written in one commit is
+ * mostly one run), so the reply does not grow with the array. */
+static json_t *runs_of(json_t *pairs, uint64_t blksize)
+{
+	size_t n = json_array_size(pairs), i = 0;
+	json_t **v = malloc((n + 1) * sizeof(*v)), *runs = json_array();
+
+	if (!v)
+		return runs;
+	for (size_t k = 0; k < n; k++)
+		v[k] = json_array_get(pairs, k);
+	qsort(v, n, sizeof(*v), cmp_pair_blk);
+	while (i < n) {
+		json_int_t b0 = json_integer_value(json_array_get(v[i], 0));
+		json_int_t s0 = json_integer_value(json_array_get(v[i], 1));
+		size_t j = i + 1;
+
+		while (j < n &&
+		       json_integer_value(json_array_get(v[j], 0)) == b0 + (json_int_t)(j - i) &&
+		       json_integer_value(json_array_get(v[j], 1)) ==
+			       s0 + (json_int_t)((j - i) * blksize))
+			j++;
+		json_array_append_new(runs, json_pack("[I,I,I]", b0, (json_int_t)(j - i), s0));
+		i = j;
+	}
+	free(v);
+	return runs;
+}
+
 struct range_ctx {
 	json_t *blocks;
 	uint64_t b0, b1;
@@ -686,7 +736,9 @@ static void op_open(struct server *s, struct client *c, struct req *r)
 {
 	json_t *jrev = json_object_get(r->j, "revision"), *jext = json_object_get(r->j, "extent");
 	json_t *jpin = json_object_get(r->j, "pin"), *o, *blocks;
-	bool pin = json_is_true(jpin), ranged = jext != NULL;
+	json_t *jcompact = json_object_get(r->j, "compact");
+	bool pin = json_is_true(jpin), ranged = jext != NULL, compact = json_is_true(jcompact);
+	bool have_runs = false; /* blocks already holds runs */
 	uint64_t rev = c->snap, lo = 0, hi = 0, b0 = 0, b1 = UINT64_MAX;
 	const struct cat_meta *meta;
 	struct cat_array *a;
@@ -757,7 +809,31 @@ static void op_open(struct server *s, struct client *c, struct req *r)
 		/* cost: the smaller of the extent and what the array stores */
 		b0 = lo / a->blksize;
 		b1 = (hi + a->blksize - 1) / a->blksize;
-		if (b1 - b0 <= pagemap_len(&a->blocks)) {
+		if (b1 - b0 <= pagemap_len(&a->blocks) && compact) {
+			/* runs straight away: no JSON per block */
+			uint64_t rb = 0, rn = 0, rs = 0;
+
+			for (uint64_t b = b0; b <= b1; b++) {
+				uint64_t slot = b < b1 ? catalog_slot_at(a, b, rev) : CAT_HOLE;
+
+				if (rn && slot != CAT_HOLE && slot == rs + rn * a->blksize &&
+				    b == rb + rn) {
+					rn++;
+					continue;
+				}
+				if (rn)
+					json_array_append_new(blocks,
+							      json_pack("[I,I,I]", (json_int_t)rb,
+									(json_int_t)rn, (json_int_t)rs));
+				rn = 0;
+				if (slot != CAT_HOLE) {
+					rb = b;
+					rs = slot;
+					rn = 1;
+				}
+			}
+			have_runs = true;
+		} else if (b1 - b0 <= pagemap_len(&a->blocks)) {
 			for (uint64_t b = b0; b < b1; b++) {
 				uint64_t slot = catalog_slot_at(a, b, rev);
 
@@ -776,7 +852,13 @@ static void op_open(struct server *s, struct client *c, struct req *r)
 	o = ok_obj(r->id);
 	json_object_set_new(o, "revision", json_integer((json_int_t)rev));
 	json_object_set_new(o, "meta", meta_json(a, meta));
-	json_object_set_new(o, "blocks", blocks);
+	if (have_runs)
+		json_object_set_new(o, "runs", json_incref(blocks));
+	else if (compact)
+		json_object_set_new(o, "runs", runs_of(blocks, a->blksize));
+	else
+		json_object_set_new(o, "blocks", json_incref(blocks));
+	json_decref(blocks);
 	reply(s, c, o, -1);
 	return;
 
@@ -1004,6 +1086,34 @@ static bool parse_commit(struct server *s, struct client *c, struct req *r,
 			return false;
 		}
 		ac->name = json_string_value(name);
+		if (json_object_get(ja, "create")) {
+			json_t *cj = json_object_get(ja, "create"), *jbs, *jo;
+			const char *dts = json_string_value(json_object_get(cj, "dtype"));
+			uint64_t bs = s->cfg->block_size;
+
+			jbs = json_object_get(cj, "block_size");
+			jo = json_object_get(cj, "order");
+			if (!json_is_object(cj) || !dts ||
+			    dtype_parse(dts, &ac->cr.dtype, &why) ||
+			    !parse_shape(json_object_get(cj, "shape"), &ac->cr.meta, &why) ||
+			    (jbs && !json_u64(jbs, &bs)) ||
+			    (jo && (!json_is_string(jo) || (strcmp(json_string_value(jo), "C") &&
+							     strcmp(json_string_value(jo), "F"))))) {
+				reply_error(s, c, r->id, -EINVAL, "arrays[%zu].create: an object with "
+					    "\"dtype\", \"shape\" and optional \"order\" (\"C\" or "
+					    "\"F\") and \"block_size\" is expected", i);
+				return false;
+			}
+			ac->create = true;
+			ac->cr.name = ac->name;
+			ac->cr.order = jo ? json_string_value(jo)[0] : 'C';
+			ac->cr.blksize = bs;
+			if (shape) {
+				reply_error(s, c, r->id, -EINVAL, "arrays[%zu]: \"create\" gives the "
+					    "shape; \"shape\" goes with existing arrays", i);
+				return false;
+			}
+		}
 		if (shape) {
 			ac->resize = true;
 			if (!parse_shape(shape, &ac->meta, &why)) {
@@ -1103,6 +1213,7 @@ static void op_commit(struct server *s, struct client *c, struct req *r)
 	}
 	if (r->msg->nfds == 1)
 		cm.data_fd = r->msg->fds[0];
+	cm.max_arrays = s->cfg->max_arrays;
 	if (catalog_commit(s->cat, &cm, now_ms(), &res, &err)) {
 		if (err.code == SHMA_ECONFLICT)
 			log_info("client %" PRIu64 ": commit conflict: %s", c->serial, err.msg);
@@ -1127,7 +1238,9 @@ static void op_commit(struct server *s, struct client *c, struct req *r)
 		for (size_t k = 0; k < ra->n; k++)
 			add_pair(ra->blks[k], ra->slots[k], blocks);
 		e = json_pack("{s:I,s:o}", "id", (json_int_t)ra->array->id, "blocks", blocks);
-		if (ra->resized) /* the catalog sets it only for a real shape change */
+		if (ra->created)
+			json_object_set_new(e, "created", json_true());
+		if (ra->resized || ra->created) /* a real shape change, or a new array */
 			json_object_set_new(e, "meta",
 					    meta_json(ra->array, catalog_meta_at(ra->array, res.rev)));
 		json_object_set_new(json_object_get(inv, "arrays"), ra->array->name, e);
@@ -1244,7 +1357,7 @@ static void client_close(struct server *s, struct client *c)
 		outmsg_free(m);
 	}
 	c->outtail = &c->outq;
-	if (c->hello)
+	if (c->hello && c->snap_pinned)
 		catalog_unpin(s->cat, c->snap);
 	if (c->has_old)
 		catalog_unpin(s->cat, c->oldsnap);

@@ -226,6 +226,11 @@ int shma_ref_decode(const char *json, size_t len, struct shma_ref *out, char *wh
 	}
 	r.ndim = (unsigned)json_array_size(shape);
 	nbytes = dt.size;
+	/* an axis of length 0 makes the size 0, wherever it stands */
+	for (i = 0; i < r.ndim; i++)
+		if (json_is_integer(json_array_get(shape, i)) &&
+		    json_integer_value(json_array_get(shape, i)) == 0)
+			nbytes = 0;
 	for (i = 0; i < r.ndim; i++) {
 		json_t *st = json_array_get(strides, i);
 
@@ -318,7 +323,9 @@ static int ref_conn(const char *path, shma_conn **out)
 		pp = &rc->next;
 	}
 	rc = calloc(1, sizeof(*rc));
-	err = rc ? shma_connect(path, &opts, &rc->c) : -ENOMEM;
+	/* it only opens refs at their own (pinned) revisions: no snapshot pin,
+	 * or the revision it connected at would be kept for its lifetime */
+	err = rc ? conn_connect(path, &opts, false, &rc->c) : -ENOMEM;
 	if (err) {
 		free(rc);
 	} else {
@@ -332,8 +339,8 @@ static int ref_conn(const char *path, shma_conn **out)
 
 static int open_at(struct shma_conn *c, const struct shma_ref *r, bool head, json_t **reply)
 {
-	json_t *req = json_pack("{s:s,s:s,s:b,s:[I,I]}", "op", "open", "name", r->array, "pin", 1,
-				"extent", (json_int_t)r->lo, (json_int_t)r->hi);
+	json_t *req = json_pack("{s:s,s:s,s:b,s:[I,I],s:b}", "op", "open", "name", r->array, "pin",
+				1, "extent", (json_int_t)r->lo, (json_int_t)r->hi, "compact", 1);
 
 	if (req && !head)
 		json_object_set_new(req, "revision", json_integer((json_int_t)r->revision));
@@ -373,7 +380,7 @@ int shma_ref_open(const struct shma_ref *r, unsigned flags, shma_array **out,
 	if (err)
 		return conn_leave(c, err == -EINVAL ? SHMA_EBADREF : err);
 	rev = (uint64_t)json_integer_value(json_object_get(rep, "revision"));
-	err = array_new_ref(c, json_object_get(rep, "meta"), json_object_get(rep, "blocks"), rev,
+	err = array_new_ref(c, json_object_get(rep, "meta"), json_object_get(rep, "runs"), rev,
 			    r->lo, r->hi, &a);
 	json_decref(rep);
 	if (err) {
@@ -488,8 +495,14 @@ int shma_ref_recv(void *zsock, struct shma_ref *r, int flags, char *why, size_t 
 		zmq_msg_close(&body);
 		return err;
 	}
+	zmq_getsockopt(zsock, ZMQ_RCVMORE, &more, &ml);
+	if (more) { /* a ref is exactly two frames */
+		zmq_msg_close(&body);
+		drain(zsock);
+		return bad(why, whylen, "an ArrayRef message has exactly two frames (\"%s\" and "
+			   "the JSON); this one has more", REF_TYPE_FRAME);
+	}
 	err = shma_ref_decode(zmq_msg_data(&body), zmq_msg_size(&body), r, why, whylen);
 	zmq_msg_close(&body);
-	drain(zsock); /* extra frames: not part of the format */
 	return err;
 }

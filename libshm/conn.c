@@ -2,6 +2,8 @@
  * (the contract is in shma.h; the protocol in docs/PROTOCOL.md).
  */
 #include "conn_int.h"
+#include "dtype.h"
+#include "names.h"
 #include "proto.h"
 #include "virtmem.h"
 
@@ -93,6 +95,17 @@ int conn_call(struct shma_conn *c, json_t *req, const int *fds, int nfds, json_t
 		return conn_error(c, SHMA_EDISCONNECTED, "not connected to the broker at %s",
 				  c->path);
 	}
+	/* replies to requests sent earlier without waiting come first */
+	while (c->unread) {
+		err = proto_recv(c->fd, c->max_message, MAX_REPLY, &m);
+		if (err) {
+			free(text);
+			lose(c);
+			return conn_error(c, SHMA_EDISCONNECTED, "the broker at %s is gone", c->path);
+		}
+		proto_msg_free(&m);
+		c->unread--;
+	}
 	err = proto_send(c->fd, text, strlen(text), c->max_message, fds, nfds);
 	free(text);
 	if (err && err != -EPIPE && err != -ECONNRESET) {
@@ -158,6 +171,28 @@ int conn_call(struct shma_conn *c, json_t *req, const int *fds, int nfds, json_t
 		return err;
 	}
 	*reply = r;
+	return 0;
+}
+
+int conn_send_later(struct shma_conn *c, json_t *req)
+{
+	char *text = json_dumps(req, JSON_COMPACT);
+	int err;
+
+	json_decref(req);
+	if (!text)
+		return -ENOMEM;
+	if (c->fd < 0) {
+		free(text);
+		return SHMA_EDISCONNECTED;
+	}
+	err = proto_send(c->fd, text, strlen(text), c->max_message, NULL, 0);
+	free(text);
+	if (err) {
+		lose(c);
+		return SHMA_EDISCONNECTED;
+	}
+	c->unread++;
 	return 0;
 }
 
@@ -326,8 +361,10 @@ static int hello(struct shma_conn *c)
 				  c->path, strerror(-err));
 	}
 	c->max_message = PROTO_MIN_INLINE;
-	err = conn_call(c, json_pack("{s:s,s:i}", "op", "hello", "version", PROTO_VERSION), NULL,
-			0, &r, rfds, &nrfds);
+	c->unread = 0;
+	err = conn_call(c, json_pack("{s:s,s:i,s:b}", "op", "hello", "version", PROTO_VERSION,
+				     "pin", c->snapshot),
+			NULL, 0, &r, rfds, &nrfds);
 	if (err) {
 		lose(c);
 		return err;
@@ -362,11 +399,18 @@ static int hello(struct shma_conn *c)
 int shma_connect(const char *socket_path, const struct shma_conn_options *opts,
 		 shma_conn **out)
 {
+	return conn_connect(socket_path, opts, true, out);
+}
+
+int conn_connect(const char *socket_path, const struct shma_conn_options *opts, bool snapshot,
+		 shma_conn **out)
+{
 	struct shma_conn *c = calloc(1, sizeof(*c));
 	int err;
 
 	if (!c)
 		return -ENOMEM;
+	c->snapshot = snapshot;
 	pthread_mutex_init(&c->lock, NULL);
 	c->pid = getpid();
 	c->fd = c->pool_fd = -1;
@@ -562,6 +606,42 @@ int shma_create(shma_conn *c, const char *name, const char *dtype, unsigned ndim
 	return conn_leave(c, err);
 }
 
+int shma_create_tx(shma_conn *c, const char *name, const char *dtype, unsigned ndim,
+		   const uint64_t *shape, char order, size_t block_size, shma_array **out)
+{
+	struct dtype dt;
+	const char *why;
+	uint64_t n;
+	int err = conn_enter(c);
+
+	if (err)
+		return err;
+	if (!name || !name_ok(name, &why))
+		return conn_leave(c, conn_error(c, -EINVAL, "bad array name: %s",
+						name ? why : "NULL"));
+	if (!dtype || dtype_parse(dtype, &dt, &why))
+		return conn_leave(c, conn_error(c, -EINVAL, "bad dtype: %s", dtype ? why : "NULL"));
+	if (ndim > CONN_MAXDIM || (ndim && !shape) || (order != 'C' && order != 'F'))
+		return conn_leave(c, conn_error(c, -EINVAL, "shma_create_tx: ndim <= 32, order "
+						"'C' or 'F'"));
+	n = dt.size;
+	for (unsigned i = 0; i < ndim; i++)
+		if (__builtin_mul_overflow(n, shape[i], &n) || n > (UINT64_C(1) << 60))
+			return conn_leave(c, conn_error(c, -EINVAL, "shape too large"));
+	if (!block_size)
+		block_size = c->default_blksize;
+	if (!util_is_pow2(block_size) || block_size < PAGE_4K)
+		return conn_leave(c, conn_error(c, -EINVAL, "block size %zu is not a power of "
+						"two >= 4096", block_size));
+	if (array_find(c, name))
+		return conn_leave(c, conn_error(c, -EEXIST, "array \"%s\" is open on this "
+						"connection", name));
+	err = array_new_pending(c, name, dt.str, ndim, shape, order, block_size, out);
+	if (!err)
+		list_add_tail(&(*out)->link, &c->arrays);
+	return conn_leave(c, err);
+}
+
 int shma_delete(shma_conn *c, const char *name, uint64_t *rev)
 {
 	json_t *r;
@@ -629,16 +709,10 @@ void shma_close(shma_array **ap)
 	c = a->conn;
 	pthread_mutex_lock(&c->lock);
 	if (--a->refs == 0) {
-		if (a->is_ref && !conn_forked(c) && c->fd >= 0) {
-			json_t *r;
-
-			/* the revision is free to go (the reply is not waited on
-			 * by anything but this call) */
-			if (conn_call(c, json_pack("{s:s,s:I}", "op", "unpin", "revision",
-						   (json_int_t)a->ref_rev),
-				      NULL, 0, &r, NULL, NULL) == 0)
-				json_decref(r);
-		}
+		/* the revision is free to go; nothing waits for the answer */
+		if (a->is_ref && !conn_forked(c) && c->fd >= 0)
+			conn_send_later(c, json_pack("{s:s,s:I}", "op", "unpin", "revision",
+						     (json_int_t)a->ref_rev));
 		array_free(a);
 	}
 	pthread_mutex_unlock(&c->lock);

@@ -120,6 +120,36 @@ static int table_fill(struct shma_array *a, json_t *blocks)
 	return 0;
 }
 
+/* Fill the table from runs [[first, count, first slot], ...]: count blocks
+ * whose slots follow each other (a compact open reply). */
+static int table_fill_runs(struct shma_array *a, json_t *runs)
+{
+	size_t i;
+	json_t *run;
+
+	json_array_foreach(runs, i, run) {
+		json_t *jb = json_array_get(run, 0), *jn = json_array_get(run, 1);
+		json_t *jo = json_array_get(run, 2);
+		uint64_t blk, n, off, span;
+
+		if (!json_is_integer(jb) || !json_is_integer(jn) || !json_is_integer(jo) ||
+		    json_integer_value(jb) < 0 || json_integer_value(jn) <= 0 ||
+		    json_integer_value(jo) < 0)
+			return -EPROTO;
+		blk = (uint64_t)json_integer_value(jb);
+		n = (uint64_t)json_integer_value(jn);
+		off = (uint64_t)json_integer_value(jo);
+		if (off % PAGE_4K || __builtin_mul_overflow(n, (uint64_t)a->blksize, &span) ||
+		    off + span > a->conn->pool_size || off + span < off || blk + n < blk)
+			return -EPROTO;
+		for (uint64_t k = 0; k < n; k++)
+			if (pagemap_set(&a->table, blk + k,
+					(void *)(uintptr_t)(off + k * a->blksize + 1)))
+				return -ENOMEM;
+	}
+	return 0;
+}
+
 /* Tear down the virtmem side (file, handle, mapping). */
 static void vm_teardown(struct shma_array *a)
 {
@@ -220,6 +250,28 @@ err_free:
 	return err;
 }
 
+int array_new_pending(struct shma_conn *c, const char *name, const char *dtype,
+		      unsigned ndim, const uint64_t *shape, char order, size_t blksize,
+		      struct shma_array **out)
+{
+	json_t *meta, *jshape = json_array();
+	int err;
+
+	for (unsigned i = 0; i < ndim; i++)
+		json_array_append_new(jshape, json_integer((json_int_t)shape[i]));
+	/* described as the broker would: id 0 until the commit gives it one */
+	meta = json_pack("{s:s,s:I,s:s,s:o,s:s#,s:I}", "name", name, "id", (json_int_t)0, "dtype",
+			 dtype, "shape", jshape, "order", &order, (size_t)1, "block_size",
+			 (json_int_t)blksize);
+	if (!meta)
+		return conn_error(c, -ENOMEM, "out of memory");
+	err = array_new(c, meta, NULL, out);
+	json_decref(meta);
+	if (!err)
+		(*out)->pending = true;
+	return err;
+}
+
 int array_new_ref(struct shma_conn *c, json_t *meta, json_t *blocks, uint64_t rev, uint64_t lo,
 		  uint64_t hi, struct shma_array **out)
 {
@@ -238,7 +290,7 @@ int array_new_ref(struct shma_conn *c, json_t *meta, json_t *blocks, uint64_t re
 	a->pool_fd = c->pool_fd;
 	err = take_meta(a, meta);
 	if (!err)
-		err = table_fill(a, blocks);
+		err = table_fill_runs(a, blocks);
 	if (err) {
 		err = conn_error(c, SHMA_EPROTOCOL, "the broker described the array badly");
 		goto err_free;
@@ -419,6 +471,7 @@ int array_apply(struct shma_array *a, json_t *e)
 
 void array_committed(struct shma_array *a)
 {
+	a->pending = false; /* the reply names its incarnation ("recreated") */
 	shma_fileh_discard(a->fh);
 	a->resized = false;
 	a->ndoomed = 0;
@@ -427,6 +480,15 @@ void array_committed(struct shma_array *a)
 
 void array_abort(struct shma_array *a)
 {
+	if (a->pending) { /* never was: accesses get SIGBUS, as for a deleted array */
+		vm_fileh_drop_all(a->fh);
+		pthread_mutex_lock(&a->lock);
+		a->deleted = true;
+		a->nblocks = 0;
+		pthread_mutex_unlock(&a->lock);
+		a->pending = false;
+		return;
+	}
 	shma_fileh_discard(a->fh);
 	if (a->resized) {
 		pthread_mutex_lock(&a->lock);
@@ -579,7 +641,7 @@ int array_gather(struct shma_array *a, json_t *arrs, int data_fd, uint64_t *data
 	vm_unlock();
 	if (!ds)
 		return conn_error(a->conn, -ENOMEM, "out of memory");
-	if (n == 0 && !a->resized)
+	if (n == 0 && !a->resized && !a->pending)
 		goto out;
 	qsort(ds, n, sizeof(*ds), cmp_dirty);
 
@@ -635,8 +697,22 @@ int array_gather(struct shma_array *a, json_t *arrs, int data_fd, uint64_t *data
 		json_array_append_new(jblocks, json_pack("{s:I,s:o,s:I}", "blk", (json_int_t)d->blk,
 							 "runs", runs, "data", (json_int_t)start));
 	}
-	if (json_array_size(jblocks) || a->resized) {
+	if (json_array_size(jblocks) || a->resized || a->pending) {
 		entry = json_pack("{s:s,s:O}", "name", a->name, "blocks", jblocks);
+		if (a->pending) {
+			json_t *shape = json_array();
+			unsigned nd = a->resized ? a->rs_ndim : a->ndim;
+			const uint64_t *sh = a->resized ? a->rs_shape : a->shape;
+
+			for (unsigned i = 0; i < nd; i++)
+				json_array_append_new(shape, json_integer((json_int_t)sh[i]));
+			json_object_set_new(entry, "create",
+					    json_pack("{s:s,s:o,s:s#,s:I}", "dtype", a->dtype, "shape",
+						      shape, "order", &a->order, (size_t)1, "block_size",
+						      (json_int_t)a->blksize));
+			json_array_append_new(arrs, entry);
+			goto out;
+		}
 		if (a->resized) {
 			json_t *shape = json_array();
 
@@ -733,4 +809,30 @@ int shma_resize(shma_array *a, unsigned ndim, const uint64_t *shape)
 out:
 	pthread_mutex_unlock(&c->lock);
 	return err;
+}
+
+int shma_append(shma_array *a, uint64_t n, void **rows)
+{
+	struct shma_array_info info;
+	uint64_t shape[CONN_MAXDIM], old, rowbytes;
+	unsigned axis;
+	int err;
+
+	shma_array_info(a, &info);
+	if (info.ndim == 0)
+		return conn_error(a->conn, -EINVAL, "a 0-dimensional array has no rows");
+	axis = info.order == 'F' ? info.ndim - 1 : 0;
+	memcpy(shape, info.shape, sizeof(shape));
+	old = shape[axis];
+	if (__builtin_add_overflow(shape[axis], n, &shape[axis]))
+		return conn_error(a->conn, -EINVAL, "shma_append: too many rows");
+	err = shma_resize(a, info.ndim, shape);
+	if (err)
+		return err;
+	if (rows) {
+		/* the rows of axis 0 (C) or of the last axis (F) are contiguous */
+		rowbytes = old ? info.nbytes / old : 0;
+		*rows = (char *)shma_array_data(a) + old * rowbytes;
+	}
+	return 0;
 }

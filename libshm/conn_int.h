@@ -47,6 +47,7 @@ struct shma_array {
 	unsigned rs_ndim;
 	uint64_t rs_shape[CONN_MAXDIM];
 	uint64_t rs_nbytes;
+	bool pending;	      /* created by this transaction (shma_create_tx) */
 	bool deleted;	      /* gone as of the snapshot */
 	bool recreated;	      /* re-created under this transaction: it conflicts */
 	uint64_t *doomed;     /* dirty blocks another commit changed: conflicts */
@@ -95,6 +96,8 @@ struct shma_conn {
 	struct list_head refs;	 /* opened ArrayRefs */
 	char err[512];
 	struct shma_conn_stats st;
+	bool snapshot;	   /* hello pins a snapshot (all but refs' connections) */
+	unsigned unread;   /* replies of conn_send_later not read yet */
 };
 
 /* conn.c */
@@ -110,13 +113,25 @@ int conn_call(struct shma_conn *c, json_t *req, const int *fds, int nfds, json_t
 int conn_error(struct shma_conn *c, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 bool conn_forked(const struct shma_conn *c);
+/* shma_connect, with or without a pinned snapshot (a connection that only
+ * opens refs at pinned revisions needs none). */
+int conn_connect(const char *socket_path, const struct shma_conn_options *opts, bool snapshot,
+		 shma_conn **out);
+/* Send req (consumed) without waiting: its reply is read, and dropped,
+ * before the connection's next request (for unpin: nothing waits on it). */
+int conn_send_later(struct shma_conn *c, json_t *req);
 /* Test hook: throw away the next n invalidation messages (to force a gap). */
 void conn_debug_drop_invalidations(struct shma_conn *c, unsigned n);
 
 /* conn_array.c */
 /* Set up an array handle from an open reply (meta + blocks). */
 int array_new(struct shma_conn *c, json_t *meta, json_t *blocks, struct shma_array **out);
-/* Set up a ref handle: revision rev, mapping only the blocks of [lo, hi). */
+/* Set up the handle of an array this transaction creates. */
+int array_new_pending(struct shma_conn *c, const char *name, const char *dtype,
+		      unsigned ndim, const uint64_t *shape, char order, size_t blksize,
+		      struct shma_array **out);
+/* Set up a ref handle: revision rev, mapping only the blocks of [lo, hi);
+ * runs: [[first block, count, first slot], ...] (slots adjacent in a run). */
 int array_new_ref(struct shma_conn *c, json_t *meta, json_t *blocks, uint64_t rev, uint64_t lo,
 		  uint64_t hi, struct shma_array **out);
 void array_free(struct shma_array *a);

@@ -254,7 +254,8 @@ int proto_send(int sock, const char *text, size_t len, size_t max_inline, const 
 	if (bigfd < 0)
 		return proto_send_raw(sock, text, len, fds, nfds, 0);
 	all[0] = bigfd;
-	memcpy(all + 1, fds, sizeof(int) * (size_t)nfds);
+	if (nfds)
+		memcpy(all + 1, fds, sizeof(int) * (size_t)nfds);
 	err = proto_send_raw(sock, env, strlen(env), all, nfds + 1, 0);
 	util_close(bigfd);
 	return err;

@@ -381,6 +381,15 @@ int shma_poll(shma_conn *c, uint64_t *newest);
  * its next shma_sync or shma_commit.  -EEXIST, -EINVAL, -EROFS, ... */
 int shma_create(shma_conn *c, const char *name, const char *dtype, unsigned ndim,
 		const uint64_t *shape, char order, size_t block_size, uint64_t *rev);
+/* Create an array as part of this transaction: it exists for this
+ * connection only (all zeros, writable) until shma_commit publishes it with
+ * the transaction's other changes, atomically; the commit fails with
+ * SHMA_ECONFLICT if another commit created the name first (-EEXIST if it
+ * existed at the snapshot).  shma_abort drops it (the handle then reads as a
+ * deleted array).  Arguments as for shma_create; *out is owned: release with
+ * shma_close(). */
+int shma_create_tx(shma_conn *c, const char *name, const char *dtype, unsigned ndim,
+		   const uint64_t *shape, char order, size_t block_size, shma_array **out);
 /* Delete an array, committed at once as its own revision. */
 int shma_delete(shma_conn *c, const char *name, uint64_t *rev);
 
@@ -412,6 +421,10 @@ void *shma_array_data(shma_array *a);
  * conflicts like data).  Shrinking cuts blocks off and zeroes the tail;
  * growing adds zeros.  The memory may move: call shma_array_data again. */
 int shma_resize(shma_array *a, unsigned ndim, const uint64_t *shape);
+/* Append n rows along the first axis (C order; for F order, the last) in
+ * this transaction: shma_resize with that axis grown by n.  *rows (may be
+ * NULL) is where the first new row starts. */
+int shma_append(shma_array *a, uint64_t n, void **rows);
 
 int shma_commit(shma_conn *c, uint64_t *rev);
 int shma_abort(shma_conn *c);
@@ -570,6 +583,61 @@ int shma_ref_send(void *zsock, const struct shma_ref *r, int flags);
  * SHMA_EBADREF (with why) for a message that is not a valid ref; the whole
  * message is consumed either way. */
 int shma_ref_recv(void *zsock, struct shma_ref *r, int flags, char *why, size_t whylen);
+
+/* ---- administration ------------------------------------------------------
+ *
+ * What the `shma` tool needs beyond opening arrays: the catalog as of the
+ * connection's snapshot (without opening or mapping anything) and the
+ * broker's own counters.  Each call is one round trip; the message of a
+ * failure is in shma_conn_error(c).
+ */
+
+/* An array's metadata as the broker records it. */
+struct shma_array_stat {
+	char name[201];
+	uint64_t id;	  /* the incarnation (a re-created name gets a new one) */
+	char dtype[5];
+	char order;	  /* 'C' or 'F' */
+	unsigned ndim;
+	uint64_t shape[SHMA_MAXDIM];
+	uint64_t nbytes;
+	size_t block_size;
+	uint64_t nblocks;
+	uint64_t created; /* the revision that created this incarnation */
+	/* blocks that are not holes at the revision looked at; only
+	 * shma_stat fills it: shma_list sets SHMA_UNKNOWN */
+	uint64_t blocks_stored;
+};
+#define SHMA_UNKNOWN UINT64_MAX
+
+/* The arrays visible at c's snapshot, sorted by name: *out is a malloc'd
+ * array of *n entries (free() it; NULL when *n is 0), *rev (may be NULL) the
+ * snapshot.  On error *out is NULL and *n 0. */
+int shma_list(shma_conn *c, struct shma_array_stat **out, size_t *n, uint64_t *rev);
+
+/* One array's metadata at c's snapshot, with blocks_stored; *rev (may be
+ * NULL) the snapshot.  -ENOENT if it is not visible there (created after the
+ * snapshot: shma_sync first). */
+int shma_stat(shma_conn *c, const char *name, struct shma_array_stat *out, uint64_t *rev);
+
+/* The broker's counters (docs/PROTOCOL.md, "stats"); fields an older broker
+ * does not send are 0. */
+struct shma_broker_stats {
+	uint64_t pool_size, pool_used; /* bytes */
+	uint64_t slots;		       /* pool slots in use */
+	uint64_t head;		       /* the newest revision */
+	uint64_t oldest_kept;	       /* the oldest revision retention keeps */
+	uint64_t revisions_kept;       /* head - oldest_kept + 1 */
+	uint64_t pins;		       /* snapshots, open pins and leases held */
+	uint64_t arrays;	       /* live at the head */
+	uint64_t incarnations;	       /* held, live or kept for old revisions */
+	uint64_t versions;	       /* block versions held */
+	uint64_t clients;	       /* connections */
+	uint64_t commits, conflicts;   /* since the broker started */
+	uint64_t uptime_ms;
+	uint64_t leases;	       /* leases in force */
+};
+int shma_broker_stats(shma_conn *c, struct shma_broker_stats *out);
 
 #ifdef __cplusplus
 }
