@@ -163,7 +163,8 @@ static int vm_setup(struct shma_array *a)
 {
 	int err;
 
-	a->ops = (struct shma_file_ops){ .mapblk = array_mapblk, .flags = SHMA_FILE_COW_PRIVATE };
+	a->ops = (struct shma_file_ops){ .mapblk = array_mapblk,
+					 .flags = SHMA_FILE_COW_PRIVATE | SHMA_FILE_READAHEAD };
 	err = shma_file_new(&a->ops, a->blksize, a, &a->file);
 	if (err)
 		return err;

@@ -568,9 +568,117 @@ static int vm_access(struct shma_mapping *m, uint64_t blk, int write)
 	return 0; /* another thread mapped it meanwhile */
 }
 
+/* ---- read-ahead ---------------------------------------------------------
+ *
+ * For files with SHMA_FILE_READAHEAD (direct-map): a mapping read block
+ * after block gets the next RA_WINDOW blocks mapped and their page-table
+ * entries filled (MADV_POPULATE_READ) by a helper thread, while the reader
+ * is busy with the data it has.  The reader then meets no fault until the
+ * window's end, where the next window starts.  Setting up 4 KiB page-table
+ * entries is most of the cost of a first read of mapped memory; this moves
+ * it onto another core when one is idle.  The thread only ever does what an
+ * access would (shma_prefault), so it can never show other data than the
+ * reader would have got.
+ */
+#define RA_WINDOW 8
+#define RA_QUEUE 64
+
+struct ra_req {
+	char *addr;
+	size_t len;
+};
+
+static struct ra_req ra_queue[RA_QUEUE]; /* under vm_mutex */
+static unsigned ra_head, ra_len;
+static bool ra_started, ra_broken;
+static pthread_cond_t ra_cond = PTHREAD_COND_INITIALIZER;
+static __thread bool in_readahead __attribute__((tls_model("initial-exec")));
+
+static void *ra_thread(void *arg)
+{
+	(void)arg;
+	in_readahead = true;
+	vm_lock();
+	for (;;) {
+		struct ra_req r;
+
+		while (ra_len == 0) {
+			vm_held = false;
+			pthread_cond_wait(&ra_cond, &vm_mutex);
+			vm_held = true;
+		}
+		r = ra_queue[ra_head];
+		ra_head = (ra_head + 1) % RA_QUEUE;
+		ra_len--;
+		vm_unlock();
+		/* map as an access would, then fill the page tables; if the
+		 * mapping went meanwhile, either fails harmlessly */
+		if (shma_prefault(r.addr, r.len, 0) == 0)
+			(void)madvise(r.addr, r.len, MADV_POPULATE_READ);
+		vm_lock();
+	}
+	return NULL;
+}
+
+/* fork() while the helper thread holds the lock would leave the child a
+ * lock nobody releases: fork waits for it instead.  The child has no helper
+ * thread, and gets no read-ahead (a child of a threaded process should not
+ * start threads of its own behind its back). */
+static void ra_before_fork(void)
+{
+	vm_lock();
+}
+
+static void ra_parent_after_fork(void)
+{
+	vm_unlock();
+}
+
+static void ra_child_after_fork(void)
+{
+	ra_len = 0;
+	ra_broken = true;
+	vm_unlock();
+}
+
+/* Block blk of m was just mapped by a read fault: extend a sequential run
+ * with a window of read-ahead.  Under vm_mutex. */
+static void ra_note(struct shma_mapping *m, uint64_t blk)
+{
+	uint64_t end = m->first + m->nblk, n;
+	pthread_attr_t at;
+	pthread_t th;
+
+	if (!(m->fh->file->flags & SHMA_FILE_READAHEAD) || in_readahead || ra_broken)
+		return;
+	if (blk != m->ra_next) {
+		m->ra_next = blk + 1; /* not (yet) sequential */
+		return;
+	}
+	n = end - (blk + 1) < RA_WINDOW ? end - (blk + 1) : RA_WINDOW;
+	m->ra_next = blk + 1 + n;
+	if (n == 0 || ra_len == RA_QUEUE)
+		return;
+	if (!ra_started) {
+		if (pthread_atfork(ra_before_fork, ra_parent_after_fork, ra_child_after_fork) ||
+		    pthread_attr_init(&at) || pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) ||
+		    pthread_create(&th, &at, ra_thread, NULL)) {
+			ra_broken = true; /* no thread, no read-ahead: still correct */
+			return;
+		}
+		pthread_attr_destroy(&at);
+		ra_started = true;
+	}
+	ra_queue[(ra_head + ra_len) % RA_QUEUE] =
+		(struct ra_req){ vma_blk_addr(m, blk + 1), (size_t)n << m->fh->file->blkshift };
+	ra_len++;
+	pthread_cond_signal(&ra_cond);
+}
+
 int vm_fault(void *addr, int write)
 {
 	struct shma_mapping *m;
+	uint64_t blk;
 	int err;
 
 	if (vm_held)
@@ -582,8 +690,11 @@ int vm_fault(void *addr, int write)
 		vm_unlock();
 		return 1;
 	}
-	err = vm_access(m, m->first + (uint64_t)(((char *)addr - m->addr) >> m->fh->file->blkshift),
-			write);
+	blk = m->first + (uint64_t)(((char *)addr - m->addr) >> m->fh->file->blkshift);
+	err = vm_access(m, blk, write);
+	/* (m is looked up again: it may have gone while a load ran) */
+	if (!err && write <= 0 && vma_lookup(addr) == m)
+		ra_note(m, blk);
 	vm_unlock();
 	return err;
 }
@@ -599,8 +710,8 @@ int shma_file_new(const struct shma_file_ops *ops, size_t blksize, void *opaque,
 		return -EINVAL;
 	if (!ops->loadblk == !ops->mapblk) /* exactly one kind */
 		return -EINVAL;
-	if ((ops->flags & ~(unsigned)SHMA_FILE_COW_PRIVATE) ||
-	    ((ops->flags & SHMA_FILE_COW_PRIVATE) && !ops->mapblk))
+	if ((ops->flags & ~(unsigned)(SHMA_FILE_COW_PRIVATE | SHMA_FILE_READAHEAD)) ||
+	    ((ops->flags & (SHMA_FILE_COW_PRIVATE | SHMA_FILE_READAHEAD)) && !ops->mapblk))
 		return -EINVAL;
 	f = calloc(1, sizeof(*f));
 	if (!f)
@@ -712,6 +823,21 @@ void shma_fileh_close(shma_fileh **fhp)
 		container_of(it, struct page, in_fileh)->priv = NULL;
 	while (!list_empty(&fh->mappings))
 		mapping_free_locked(container_of(fh->mappings.next, struct shma_mapping, in_fileh));
+	/* a load still running (read-ahead's, say) finishes first: it finds
+	 * its mapping gone and leaves the page for us to drop */
+	for (;;) {
+		bool loading = false;
+
+		for (struct list_head *it = fh->pagelist.next; it != &fh->pagelist; it = it->next) {
+			enum shma_page_state st = container_of(it, struct page, in_fileh)->state;
+
+			if (st == SHMA_PAGE_LOADING || st == SHMA_PAGE_LOADING_INVALIDATED)
+				loading = true;
+		}
+		if (!loading)
+			break;
+		vm_wait();
+	}
 	/* pages are no longer mapped anywhere: dropping them only frees */
 	while (!list_empty(&fh->pagelist)) {
 		page_drop(container_of(fh->pagelist.next, struct page, in_fileh));
@@ -911,6 +1037,7 @@ int shma_map(shma_fileh *fh, uint64_t first, uint64_t nblk, shma_mapping **out)
 	m->fh = fh;
 	m->first = first;
 	m->nblk = nblk;
+	m->ra_next = UINT64_MAX; /* two faults in a row make a run */
 	m->len = (size_t)len;
 	m->addr = util_reserve(NULL, m->len);
 	if (!m->addr) {

@@ -93,6 +93,7 @@ struct shma_mapping {
 	size_t len;
 	uint64_t first, nblk; /* file blocks [first, first + nblk) */
 	uint64_t *mapped;     /* bitmap over nblk: block mapped here */
+	uint64_t ra_next;     /* the read fault that would continue a sequential run */
 	struct list_head in_fileh;
 };
 

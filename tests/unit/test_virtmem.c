@@ -2341,12 +2341,13 @@ static void test_file_flags(void **state)
 	struct shma_file_ops copyin = { .flags = SHMA_FILE_COW_PRIVATE, .loadblk = nop_loadblk,
 					.storeblk = nop_storeblk };
 	struct shma_file_ops direct = { .mapblk = nop_mapblk };
-	const unsigned bad[] = { 1u << 1, 1u << 31, SHMA_FILE_COW_PRIVATE | 1u << 7 };
+	const unsigned bad[] = { 1u << 2, 1u << 31, SHMA_FILE_COW_PRIVATE | 1u << 7 };
 	shma_file *f = NULL;
 
-	/* COW_PRIVATE is for direct-map files; unknown bits are refused. */
+	/* COW_PRIVATE and READAHEAD are for direct-map files; unknown bits are
+	 * refused. */
 	assert_int_equal(shma_file_new(&copyin, 4096, NULL, &f), -EINVAL);
-	copyin.flags = 1u << 1;
+	copyin.flags = SHMA_FILE_READAHEAD;
 	assert_int_equal(shma_file_new(&copyin, 4096, NULL, &f), -EINVAL);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		direct.flags = bad[i];
@@ -2358,9 +2359,119 @@ static void test_file_flags(void **state)
 	assert_int_equal(shma_file_new(&direct, 4096, NULL, &f), 0);
 	assert_non_null(f);
 	assert_int_equal(shma_file_destroy(&f), 0);
+	direct.flags = SHMA_FILE_COW_PRIVATE | SHMA_FILE_READAHEAD;
+	assert_int_equal(shma_file_new(&direct, 4096, NULL, &f), 0);
+	assert_int_equal(shma_file_destroy(&f), 0);
 	copyin.flags = 0;
 	assert_int_equal(shma_file_new(&copyin, 4096, NULL, &f), 0);
 	assert_int_equal(shma_file_destroy(&f), 0);
+}
+
+/* ---- read-ahead ---------------------------------------------------------- */
+
+/* Wait until block blk is mapped in mapping i (read-ahead is another
+ * thread's work); false after 10 s. */
+static bool wait_mapped(struct tf *t, int i, uint64_t blk)
+{
+	for (int n = 0; n < 10000; n++) {
+		if (shma_mapping_block_mapped(t->m[i], blk))
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+/* Reading block after block gets the next blocks mapped ahead, once each,
+ * with the data an access would have shown. */
+static void test_readahead_sequential(void **state)
+{
+	struct tf *t = tf_open_flags(state, TF_DIRECT, 4096, 16 * 4096,
+				     SHMA_FILE_COW_PRIVATE | SHMA_FILE_READAHEAD);
+
+	for (uint64_t b = TF_MEMFD_NBLK; b < 64; b++)
+		t->hole[b] = true;
+	tf_map(t, 0, 0, 64);
+	assert_int_equal(rd64(blkp(t, 0, 0)), pat(0, 0, 0));
+	assert_int_equal(rd64(blkp(t, 0, 1)), pat(1, 0, 0));
+	/* blocks 2.. are mapped without being touched */
+	for (uint64_t b = 2; b < 2 + 8; b++)
+		assert_true(wait_mapped(t, 0, b));
+	for (uint64_t b = 2; b < 2 + 8; b++) {
+		assert_int_equal(t->nmapblk[b], 1);
+		assert_int_equal(state_of(t, b), SHMA_PAGE_LOADED);
+	}
+	/* and show what an access shows */
+	for (uint64_t b = 2; b < TF_MEMFD_NBLK; b++)
+		assert_block(t, 0, b, 0, -1, 0);
+	assert_int_equal(rd64(blkp(t, 0, 9)), 0); /* a hole */
+	/* no fault happened on them, so nothing was loaded twice */
+	for (uint64_t b = 2; b < 2 + 8; b++)
+		assert_int_equal(t->nmapblk[b], 1);
+	/* reading on at the window's end starts the next window */
+	assert_int_equal(rd64(blkp(t, 0, 10)), 0);
+	assert_true(wait_mapped(t, 0, 11));
+	assert_true(wait_mapped(t, 0, 18));
+	assert_int_equal(ram_stats(t).npages, 0); /* direct-map: no RAM */
+}
+
+/* Random reads start nothing; files without the flag never read ahead. */
+static void test_readahead_not_sequential(void **state)
+{
+	struct tf *t = tf_open_flags(state, TF_DIRECT, 4096, 16 * 4096,
+				     SHMA_FILE_COW_PRIVATE | SHMA_FILE_READAHEAD);
+	struct tf *u;
+
+	for (uint64_t b = 0; b < 64; b++)
+		t->hole[b] = true;
+	tf_map(t, 0, 0, 64);
+	(void)rd64(blkp(t, 0, 20));
+	(void)rd64(blkp(t, 0, 40));
+	(void)rd64(blkp(t, 0, 30));
+	u = tf_open_peer(t, TF_DIRECT, 4096, 0);
+	for (uint64_t b = 0; b < 64; b++)
+		u->hole[b] = true;
+	tf_map(u, 0, 0, 64);
+	(void)rd64(blkp(u, 0, 0));
+	(void)rd64(blkp(u, 0, 1));
+	usleep(200 * 1000); /* room for a (wrong) read-ahead to happen */
+	for (uint64_t b = 0; b < 64; b++) {
+		bool touched = b == 20 || b == 30 || b == 40;
+
+		assert_int_equal(shma_mapping_block_mapped(t->m[0], b), touched);
+		assert_int_equal(shma_mapping_block_mapped(u->m[0], b), b < 2);
+	}
+}
+
+/* Closing a handle while read-ahead works on it is safe: close waits for
+ * the helper's load and drops everything. */
+static void test_readahead_close_races(void **state)
+{
+	struct tf *t = tf_open_flags(state, TF_DIRECT, 4096, 16 * 4096, 0);
+	struct shma_file_ops ops = { .mapblk = t->ops.mapblk,
+				     .flags = SHMA_FILE_COW_PRIVATE | SHMA_FILE_READAHEAD };
+	struct shma_ram_stats st;
+
+	for (uint64_t b = 0; b < 64; b++)
+		t->hole[b] = b >= TF_MEMFD_NBLK;
+	for (int round = 0; round < 200; round++) {
+		shma_file *f;
+		shma_fileh *fh;
+		shma_mapping *m;
+		uint8_t *p;
+
+		assert_int_equal(shma_file_new(&ops, 4096, t, &f), 0);
+		assert_int_equal(shma_fileh_open(f, t->ram, &fh), 0);
+		assert_int_equal(shma_map(fh, 0, 64, &m), 0);
+		p = shma_mapping_addr(m);
+		assert_int_equal(rd64(p), pat(0, 0, 0));
+		assert_int_equal(rd64(p + 4096), pat(1, 0, 0));
+		if (round % 2)
+			assert_int_equal(shma_unmap(&m), 0);
+		shma_fileh_close(&fh);
+		assert_int_equal(shma_file_destroy(&f), 0);
+	}
+	shma_ram_stats(t->ram, &st);
+	assert_int_equal(st.npages, 0);
 }
 
 int main(void)
@@ -2411,6 +2522,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_cow_private_invalidate, tf_teardown),
 		cmocka_unit_test_teardown(test_cow_private_close, tf_teardown),
 		cmocka_unit_test_teardown(test_max_pages_bad, tf_teardown),
+		cmocka_unit_test_teardown(test_readahead_sequential, tf_teardown),
+		cmocka_unit_test_teardown(test_readahead_not_sequential, tf_teardown),
+		cmocka_unit_test_teardown(test_readahead_close_races, tf_teardown),
 		cmocka_unit_test_teardown(test_max_pages_lru_copyin, tf_teardown),
 		cmocka_unit_test_teardown(test_max_pages_lru_direct, tf_teardown),
 		cmocka_unit_test_teardown(test_max_pages_all_dirty, tf_teardown),
