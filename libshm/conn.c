@@ -322,13 +322,34 @@ static bool pending_complete(struct shma_conn *c, uint64_t to)
 
 /* ---- connect ------------------------------------------------------------- */
 
+/* The message of the last shma_connect that failed, per thread (the
+ * connection that would have carried it is gone). */
+static __thread char connect_err[512];
+
+const char *shma_connect_error(void)
+{
+	return connect_err;
+}
+
+/* socket_path as an absolute path (refs carry it to other processes). */
+static char *absolute_path(const char *path)
+{
+	char cwd[4096], *p = NULL;
+
+	if (path[0] == '/')
+		return strdup(path);
+	if (!getcwd(cwd, sizeof(cwd)) || asprintf(&p, "%s/%s", cwd, path) < 0)
+		return NULL;
+	return p;
+}
+
 static char *default_socket(void)
 {
 	const char *env = getenv("SHMA_SOCKET"), *xdg = getenv("XDG_RUNTIME_DIR");
 	char *p = NULL;
 
 	if (env && *env)
-		return strdup(env);
+		return absolute_path(env);
 	if (xdg && xdg[0] == '/') {
 		if (asprintf(&p, "%s/shma/broker.sock", xdg) < 0)
 			return NULL;
@@ -418,7 +439,7 @@ int conn_connect(const char *socket_path, const struct shma_conn_options *opts, 
 	list_init(&c->refs);
 	if (opts)
 		c->opts = *opts;
-	c->path = socket_path ? strdup(socket_path) : default_socket();
+	c->path = socket_path ? absolute_path(socket_path) : default_socket();
 	c->pending = json_array();
 	if (!c->path || !c->pending) {
 		err = -ENOMEM;
@@ -436,9 +457,12 @@ int conn_connect(const char *socket_path, const struct shma_conn_options *opts, 
 	if (err)
 		goto err_free;
 	*out = c;
+	connect_err[0] = 0;
 	return 0;
 
 err_free:
+	snprintf(connect_err, sizeof(connect_err), "%s",
+		 c->err[0] ? c->err : shma_strerror(err));
 	shma_disconnect(&c);
 	return err;
 }
@@ -636,6 +660,21 @@ int shma_create_tx(shma_conn *c, const char *name, const char *dtype, unsigned n
 	if (array_find(c, name))
 		return conn_leave(c, conn_error(c, -EEXIST, "array \"%s\" is open on this "
 						"connection", name));
+	{
+		/* a name taken at the snapshot is refused now, not at commit */
+		json_t *r;
+
+		err = conn_call(c, json_pack("{s:s,s:s}", "op", "stat", "name", name), NULL, 0, &r,
+				NULL, NULL);
+		if (!err) {
+			json_decref(r);
+			return conn_leave(c, conn_error(c, -EEXIST, "array \"%s\" exists at "
+							"revision %" PRIu64, name, c->snap));
+		}
+		if (err != -ENOENT)
+			return conn_leave(c, err);
+		c->err[0] = 0;
+	}
 	err = array_new_pending(c, name, dt.str, ndim, shape, order, block_size, out);
 	if (!err)
 		list_add_tail(&(*out)->link, &c->arrays);

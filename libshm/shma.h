@@ -157,7 +157,10 @@ struct shma_file_ops {
 	int (*mapblk)(shma_file *f, uint64_t blk, int *fd, uint64_t *off);
 };
 
-enum { SHMA_FILE_COW_PRIVATE = 1 << 0 };
+/* SHMA_FILE_READAHEAD (direct-map only): when a mapping is read block after
+ * block, a helper thread maps the next few blocks and fills their page
+ * tables ahead of the reader (on another core, if one is idle). */
+enum { SHMA_FILE_COW_PRIVATE = 1 << 0, SHMA_FILE_READAHEAD = 1 << 1 };
 
 /* Create a file.  ops is borrowed and must outlive the file; opaque is the
  * caller's, returned by shma_file_opaque().  blksize: power of two >= 4096.
@@ -350,10 +353,14 @@ struct shma_conn_options {
 
 /* Connect to the broker at socket_path, or (NULL) at $SHMA_SOCKET, or at
  * the default configuration's socket ($XDG_RUNTIME_DIR/shma/broker.sock,
- * else /tmp/shma-<uid>/broker.sock).  opts may be NULL.  *out is owned:
+ * else /tmp/shma-<uid>/broker.sock); a relative path is taken from the
+ * current directory (and kept absolute: refs carry it).  opts may be NULL.  *out is owned:
  * release with shma_disconnect(). */
 int shma_connect(const char *socket_path, const struct shma_conn_options *opts,
 		 shma_conn **out);
+/* Why the last shma_connect of the calling thread failed ("" after one that
+ * succeeded); valid until the thread's next shma_connect. */
+const char *shma_connect_error(void);
 /* Close every array still open (their uncommitted changes are dropped) and
  * the connection; NULLs *cp. */
 void shma_disconnect(shma_conn **cp);
