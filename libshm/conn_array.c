@@ -21,9 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PM_PRESENT (1ull << 63)
-#define PM_SWAPPED (1ull << 62)
-#define PM_FILE (1ull << 61)
 
 static int array_mapblk(shma_file *f, uint64_t blk, int *fd, uint64_t *off)
 {
@@ -518,18 +515,6 @@ static int cmp_dirty(const void *x, const void *y)
 	return a < b ? -1 : a > b;
 }
 
-static int pagemap_fd(void)
-{
-	static int fd = -1;
-	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
-
-	pthread_mutex_lock(&once);
-	if (fd < 0)
-		fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	pthread_mutex_unlock(&once);
-	return fd;
-}
-
 static int pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
@@ -574,7 +559,7 @@ static int changed_pages(struct shma_array *a, const struct dirty *d, bool *chan
 		changed[i] = true;
 	if (d->priv) {
 		/* only pages the kernel copied on write can differ */
-		int pm = pagemap_fd();
+		int pm = util_pagemap_fd();
 
 		if (pm >= 0 &&
 		    pread_full(pm, ents, ppb * 8, (uint64_t)(uintptr_t)d->data / PAGE_4K * 8) == 0)

@@ -2,6 +2,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -34,4 +36,16 @@ void *util_reserve(void *addr, size_t len)
 	 * fault the library serves, so let the access happen and trap. */
 	VALGRIND_MAKE_MEM_DEFINED(p, len);
 	return p;
+}
+
+int util_pagemap_fd(void)
+{
+	static int fd = -1;
+	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
+
+	pthread_mutex_lock(&once);
+	if (fd < 0)
+		fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	pthread_mutex_unlock(&once);
+	return fd;
 }

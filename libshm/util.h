@@ -24,6 +24,14 @@ static inline bool util_mul_ok(uint64_t a, uint64_t b, uint64_t *out)
 	return !__builtin_mul_overflow(a, b, out);
 }
 
+/* This process's /proc/self/pagemap, opened once (-1 if it cannot be).
+ * Entries: 8 bytes per 4 KiB page at (address / 4096) * 8; bit 63 present,
+ * bit 62 swapped, bit 61 file page or shared anonymous. */
+int util_pagemap_fd(void);
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAPPED (1ull << 62)
+#define PM_FILE (1ull << 61)
+
 /* Reserve len bytes of address space: PROT_NONE, no memory, no swap.
  * With addr != NULL, replace what is mapped there (MAP_FIXED).
  * Returns the address or NULL (errno set). */

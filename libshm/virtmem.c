@@ -585,8 +585,31 @@ static int vm_access(struct shma_mapping *m, uint64_t blk, int write)
 
 struct ra_req {
 	char *addr;
-	size_t len;
+	size_t len, blksize;
 };
+
+#define RA_DENSE_RECHECK 64 /* sparse runs: look again after this many faults */
+
+/* Did the reader use block blk of m densely, i.e. are most of its pages'
+ * page-table entries there?  Read-ahead fills whole blocks: for a reader
+ * that touches a byte per block it would be work for nothing. */
+static bool ra_dense(const struct shma_mapping *m, uint64_t blk)
+{
+	size_t npages = m->fh->file->blksize / PAGE_4K, present = 0;
+	uint64_t ents[512];
+	int fd = util_pagemap_fd();
+
+	if (fd < 0)
+		return true; /* no way to tell: assume a reader */
+	if (npages > ARRAY_SIZE(ents))
+		npages = ARRAY_SIZE(ents); /* the first 2 MiB tell enough */
+	if (pread(fd, ents, npages * 8, (off_t)((uintptr_t)vma_blk_addr(m, blk) / PAGE_4K * 8)) !=
+	    (ssize_t)(npages * 8))
+		return true;
+	for (size_t i = 0; i < npages; i++)
+		present += (ents[i] & PM_PRESENT) != 0;
+	return present * 2 >= npages;
+}
 
 static struct ra_req ra_queue[RA_QUEUE]; /* under vm_mutex */
 static unsigned ra_head, ra_len;
@@ -611,10 +634,13 @@ static void *ra_thread(void *arg)
 		ra_head = (ra_head + 1) % RA_QUEUE;
 		ra_len--;
 		vm_unlock();
-		/* map as an access would, then fill the page tables; if the
-		 * mapping went meanwhile, either fails harmlessly */
-		if (shma_prefault(r.addr, r.len, 0) == 0)
-			(void)madvise(r.addr, r.len, MADV_POPULATE_READ);
+		/* map as an access would, then fill the page tables, a block at
+		 * a time (populating holds the mm's lock, which the reader's
+		 * next mmap needs); if the mapping went meanwhile, either fails
+		 * harmlessly */
+		for (size_t off = 0; off < r.len; off += r.blksize)
+			if (shma_prefault(r.addr + off, r.blksize, 0) == 0)
+				(void)madvise(r.addr + off, r.blksize, MADV_POPULATE_READ);
 		vm_lock();
 	}
 	return NULL;
@@ -655,6 +681,16 @@ static void ra_note(struct shma_mapping *m, uint64_t blk)
 		m->ra_next = blk + 1; /* not (yet) sequential */
 		return;
 	}
+	if (m->ra_skip) { /* a sparse run: no read-ahead for a while */
+		m->ra_skip--;
+		m->ra_next = blk + 1;
+		return;
+	}
+	if (blk > m->first && !ra_dense(m, blk - 1)) {
+		m->ra_skip = RA_DENSE_RECHECK;
+		m->ra_next = blk + 1;
+		return;
+	}
 	n = end - (blk + 1) < RA_WINDOW ? end - (blk + 1) : RA_WINDOW;
 	m->ra_next = blk + 1 + n;
 	if (n == 0 || ra_len == RA_QUEUE)
@@ -670,7 +706,8 @@ static void ra_note(struct shma_mapping *m, uint64_t blk)
 		ra_started = true;
 	}
 	ra_queue[(ra_head + ra_len) % RA_QUEUE] =
-		(struct ra_req){ vma_blk_addr(m, blk + 1), (size_t)n << m->fh->file->blkshift };
+		(struct ra_req){ vma_blk_addr(m, blk + 1), (size_t)n << m->fh->file->blkshift,
+				 m->fh->file->blksize };
 	ra_len++;
 	pthread_cond_signal(&ra_cond);
 }

@@ -94,6 +94,7 @@ struct shma_mapping {
 	uint64_t first, nblk; /* file blocks [first, first + nblk) */
 	uint64_t *mapped;     /* bitmap over nblk: block mapped here */
 	uint64_t ra_next;     /* the read fault that would continue a sequential run */
+	unsigned ra_skip;     /* sequential faults to let pass before looking again */
 	struct list_head in_fileh;
 };
 
