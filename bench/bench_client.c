@@ -279,35 +279,6 @@ static int check_sum(const struct bench *b, const char *what, double got)
 
 /* ---- the broker ------------------------------------------------------------ */
 
-/* The harness looks for the broker next to BUILD/tests/<kind>/; this binary
- * is BUILD/bench/bench_client, so point it at BUILD/shma-broker unless
- * SHMA_BROKER says otherwise. */
-static int find_broker(void)
-{
-	char self[PATH_MAX], path[PATH_MAX + 16];
-	ssize_t n;
-	char *slash;
-
-	if (getenv("SHMA_BROKER"))
-		return 0;
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n < 0)
-		return sys_fail("readlink /proc/self/exe");
-	self[n] = 0;
-	for (int i = 0; i < 2; i++) {
-		slash = strrchr(self, '/');
-		if (!slash)
-			return fail("cannot locate the build directory from %s", self);
-		*slash = 0;
-	}
-	snprintf(path, sizeof(path), "%s/shma-broker", self);
-	if (access(path, X_OK) != 0)
-		return fail("no broker at %s (build it, or set SHMA_BROKER)", path);
-	if (setenv("SHMA_BROKER", path, 1) != 0)
-		return sys_fail("setenv");
-	return 0;
-}
-
 static int start_broker(struct bench *b)
 {
 	/* the committed array, a retained previous version and a commit in
@@ -1377,7 +1348,7 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (find_broker() || start_broker(&b))
+	if (start_broker(&b))
 		goto out;
 	if (run_child(&b, child_fill, "fill", &fillres) || fetch_slots(&b))
 		goto out;

@@ -144,35 +144,6 @@ static double now_s(void)
 
 /* ---- the broker ------------------------------------------------------------ */
 
-/* The harness looks for the broker next to BUILD/tests/<kind>/; this binary
- * is BUILD/bench/bench_commit, so point it at BUILD/shma-broker unless
- * SHMA_BROKER says otherwise. */
-static int find_broker(void)
-{
-	char self[PATH_MAX], path[PATH_MAX + 16];
-	ssize_t n;
-	char *slash;
-
-	if (getenv("SHMA_BROKER"))
-		return 0;
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n < 0)
-		return sys_fail("readlink /proc/self/exe");
-	self[n] = 0;
-	for (int i = 0; i < 2; i++) {
-		slash = strrchr(self, '/');
-		if (!slash)
-			return fail("cannot locate the build directory from %s", self);
-		*slash = 0;
-	}
-	snprintf(path, sizeof(path), "%s/shma-broker", self);
-	if (access(path, X_OK) != 0)
-		return fail("no broker at %s (build it, or set SHMA_BROKER)", path);
-	if (setenv("SHMA_BROKER", path, 1) != 0)
-		return sys_fail("setenv");
-	return 0;
-}
-
 static int start_broker(struct bench *b)
 {
 	/* peak: the head version, the retained previous one and the commit
@@ -898,7 +869,7 @@ int main(int argc, char **argv)
 
 	printf("bench_commit: %zu MiB per commit, %zu timed rounds\n", mib, b.rounds);
 	fflush(stdout);
-	if (find_broker() || setup_buffers(&b) || start_broker(&b))
+	if (setup_buffers(&b) || start_broker(&b))
 		goto out;
 	if (throughput(&b) || granularity(&b))
 		goto out;

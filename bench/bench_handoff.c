@@ -125,35 +125,6 @@ static uint64_t now_ns(void)
 
 /* ---- the broker ------------------------------------------------------------ */
 
-/* The harness looks for the broker next to BUILD/tests/<kind>/; this binary
- * is BUILD/bench/bench_handoff, so point it at BUILD/shma-broker unless
- * SHMA_BROKER says otherwise. */
-static int find_broker(void)
-{
-	char self[PATH_MAX], path[PATH_MAX + 16];
-	ssize_t n;
-	char *slash;
-
-	if (getenv("SHMA_BROKER"))
-		return 0;
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n < 0)
-		return fail("readlink /proc/self/exe: %s", strerror(errno));
-	self[n] = 0;
-	for (int i = 0; i < 2; i++) {
-		slash = strrchr(self, '/');
-		if (!slash)
-			return fail("cannot locate the build directory from %s", self);
-		*slash = 0;
-	}
-	snprintf(path, sizeof(path), "%s/shma-broker", self);
-	if (access(path, X_OK) != 0)
-		return fail("no broker at %s (build it, or set SHMA_BROKER)", path);
-	if (setenv("SHMA_BROKER", path, 1) != 0)
-		return fail("setenv: %s", strerror(errno));
-	return 0;
-}
-
 /* ---- the consumer (a child process) ------------------------------------------- */
 
 /* Which element of a 1-d view the n-th handoff reads: a written one, in a
@@ -742,7 +713,7 @@ int main(int argc, char **argv)
 	printf("bench_handoff: %zu round trips per kind, %zu x 1 GiB of bytes\n", b.iter,
 	       b.rounds);
 	fflush(stdout);
-	if (alloc(&b) || find_broker() || start(&b) || setup_arrays(&b) || run_round_trips(&b) ||
+	if (alloc(&b) || start(&b) || setup_arrays(&b) || run_round_trips(&b) ||
 	    run_bytes(&b))
 		goto out;
 	ok = true;

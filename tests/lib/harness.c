@@ -39,16 +39,19 @@ static int broker_path(char *out, size_t len)
 	if (n < 0)
 		return -errno;
 	self[n] = 0;
-	/* BUILD/tests/<kind>/binary -> BUILD/shma-broker */
+	/* BUILD/tests/<kind>/binary or BUILD/bench/binary -> BUILD/shma-broker:
+	 * the nearest directory above that has one */
 	for (int i = 0; i < 3; i++) {
 		slash = strrchr(self, '/');
 		if (!slash)
 			return -ENOENT;
 		*slash = 0;
+		if ((size_t)snprintf(out, len, "%s/shma-broker", self) >= len)
+			return -ENAMETOOLONG;
+		if (i > 0 && access(out, X_OK) == 0)
+			return 0;
 	}
-	if ((size_t)snprintf(out, len, "%s/shma-broker", self) >= len)
-		return -ENAMETOOLONG;
-	return access(out, X_OK) == 0 ? 0 : -ENOENT;
+	return -ENOENT;
 }
 
 static void rm_rf(const char *dir)
