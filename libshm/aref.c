@@ -347,38 +347,25 @@ static int open_at(struct shma_conn *c, const struct shma_ref *r, bool head, jso
 	return conn_call(c, req, NULL, 0, reply, NULL, NULL);
 }
 
-int shma_ref_open(const struct shma_ref *r, unsigned flags, shma_array **out,
-		  struct shma_view *view)
+/* Open r through c, whose lock the caller holds. */
+static int ref_open_locked(struct shma_conn *c, const struct shma_ref *r, unsigned flags,
+			   const struct dtype *dtp, shma_array **out, struct shma_view *view)
 {
+	const struct dtype dt = *dtp;
 	struct shma_array *a;
-	struct shma_conn *c;
 	struct shma_view v;
-	struct dtype dt;
-	const char *why;
 	uint64_t rev;
 	json_t *rep;
 	int err;
 
-	if (flags & ~(unsigned)SHMA_REF_HEAD)
-		return -EINVAL;
-	if (dtype_parse(r->dtype, &dt, &why) || r->ndim > SHMA_MAXDIM || r->lo > r->hi)
-		return SHMA_EBADREF;
-	err = ref_conn(r->socket, &c);
-	if (err)
-		return err;
-	err = conn_enter(c);
-	if (err)
-		return err;
-	if (strcmp(c->store, r->store)) {
-		err = conn_error(c, SHMA_ESTORE, "the ref names store %s, but the broker at %s is "
-				 "store %s (re-created?)", r->store, r->socket, c->store);
-		return conn_leave(c, err);
-	}
+	if (strcmp(c->store, r->store))
+		return conn_error(c, SHMA_ESTORE, "the ref names store %s, but the broker at %s is "
+				  "store %s (re-created?)", r->store, r->socket, c->store);
 	err = open_at(c, r, false, &rep);
 	if (err == SHMA_ENOTKEPT && (flags & SHMA_REF_HEAD))
 		err = open_at(c, r, true, &rep);
 	if (err)
-		return conn_leave(c, err == -EINVAL ? SHMA_EBADREF : err);
+		return err == -EINVAL ? SHMA_EBADREF : err;
 	rev = (uint64_t)json_integer_value(json_object_get(rep, "revision"));
 	err = array_new_ref(c, json_object_get(rep, "meta"), json_object_get(rep, "runs"), rev,
 			    r->lo, r->hi, &a);
@@ -389,7 +376,7 @@ int shma_ref_open(const struct shma_ref *r, unsigned flags, shma_array **out,
 		if (conn_call(c, json_pack("{s:s,s:I}", "op", "unpin", "revision", (json_int_t)rev),
 			      NULL, 0, &u, NULL, NULL) == 0)
 			json_decref(u);
-		return conn_leave(c, err);
+		return err;
 	}
 	list_add_tail(&a->link, &c->refs);
 	/* the view: the ref's geometry over this mapping */
@@ -404,7 +391,30 @@ int shma_ref_open(const struct shma_ref *r, unsigned flags, shma_array **out,
 	v.array = a;
 	*out = a;
 	*view = v;
-	return conn_leave(c, 0);
+	return 0;
+}
+
+int shma_ref_open(const struct shma_ref *r, unsigned flags, shma_array **out,
+		  struct shma_view *view)
+{
+	struct shma_conn *c;
+	struct dtype dt;
+	const char *why;
+	int err;
+
+	if (flags & ~(unsigned)SHMA_REF_HEAD)
+		return -EINVAL;
+	if (dtype_parse(r->dtype, &dt, &why) || r->ndim > SHMA_MAXDIM || r->lo > r->hi)
+		return SHMA_EBADREF;
+	err = ref_conn(r->socket, &c);
+	if (err)
+		return err; /* shma_connect set shma_last_error */
+	err = conn_enter(c);
+	if (err)
+		return err;
+	err = ref_open_locked(c, r, flags, &dt, out, view);
+	conn_set_last_error(err ? c->err : "");
+	return conn_leave(c, err);
 }
 
 uint64_t shma_array_revision(shma_array *a)

@@ -322,13 +322,18 @@ static bool pending_complete(struct shma_conn *c, uint64_t to)
 
 /* ---- connect ------------------------------------------------------------- */
 
-/* The message of the last shma_connect that failed, per thread (the
- * connection that would have carried it is gone). */
-static __thread char connect_err[512];
+/* The message of the last failed call that had no connection of the
+ * caller's to keep it (shma_connect, shma_ref_open), per thread. */
+static __thread char last_err[512];
 
-const char *shma_connect_error(void)
+const char *shma_last_error(void)
 {
-	return connect_err;
+	return last_err;
+}
+
+void conn_set_last_error(const char *msg)
+{
+	snprintf(last_err, sizeof(last_err), "%s", msg);
 }
 
 /* socket_path as an absolute path (refs carry it to other processes). */
@@ -457,12 +462,11 @@ int conn_connect(const char *socket_path, const struct shma_conn_options *opts, 
 	if (err)
 		goto err_free;
 	*out = c;
-	connect_err[0] = 0;
+	last_err[0] = 0;
 	return 0;
 
 err_free:
-	snprintf(connect_err, sizeof(connect_err), "%s",
-		 c->err[0] ? c->err : shma_strerror(err));
+	conn_set_last_error(c->err[0] ? c->err : shma_strerror(err));
 	shma_disconnect(&c);
 	return err;
 }

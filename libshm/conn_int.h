@@ -120,6 +120,8 @@ int conn_connect(const char *socket_path, const struct shma_conn_options *opts, 
 /* Send req (consumed) without waiting: its reply is read, and dropped,
  * before the connection's next request (for unpin: nothing waits on it). */
 int conn_send_later(struct shma_conn *c, json_t *req);
+/* Keep msg as the calling thread's shma_last_error(). */
+void conn_set_last_error(const char *msg);
 /* Test hook: throw away the next n invalidation messages (to force a gap). */
 void conn_debug_drop_invalidations(struct shma_conn *c, unsigned n);
 

@@ -358,9 +358,10 @@ struct shma_conn_options {
  * release with shma_disconnect(). */
 int shma_connect(const char *socket_path, const struct shma_conn_options *opts,
 		 shma_conn **out);
-/* Why the last shma_connect of the calling thread failed ("" after one that
- * succeeded); valid until the thread's next shma_connect. */
-const char *shma_connect_error(void);
+/* Why the calling thread's last shma_connect or shma_ref_open failed (""
+ * after one that succeeded): these have no connection of the caller's to
+ * keep the broker's words.  Valid until the thread's next such call. */
+const char *shma_last_error(void);
 /* Close every array still open (their uncommitted changes are dropped) and
  * the connection; NULLs *cp. */
 void shma_disconnect(shma_conn **cp);
