@@ -6,7 +6,7 @@
 #                   the same tests, built with a sanitizer in build/<san>/
 #   make check-valgrind  unit tests under valgrind memcheck
 #   make bench      run the benchmarks (they print ratios to in-run baselines)
-#   make demo       the main job (for now: the virtmem fault benchmark)
+#   make demo       the main job: broker, workers and a 1 GiB array handed out as ArrayRefs
 #   make install    PREFIX=/usr/local DESTDIR= : library, header, pkg-config, binaries
 #   make deps       install the Debian packages shma needs, when missing
 #
@@ -163,8 +163,9 @@ check-clang:
 bench: deps benches
 	bench/run.sh $(BUILD)
 
-demo: deps benches
-	bench/run.sh $(BUILD)
+demo: deps
+	$(MAKE) $(BUILD)/shma-broker $(BUILD)/shma-worker $(BUILD)/shma-demo
+	$(BUILD)/shma-demo
 
 # --- install -----------------------------------------------------------------
 
