@@ -727,24 +727,6 @@ struct work_arr {
 	const struct cat_blkchange **chg; /* the client's change, or NULL */
 };
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -EIO;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
 /* Validate the client's changes to one array and check for conflicts. */
 static int check_array(struct catalog *c, const struct cat_commit *cm, struct work_arr *w,
 		       uint64_t data_len, size_t *nnew, struct cat_err *err)
@@ -962,7 +944,7 @@ static int fill_block(struct catalog *c, const struct cat_commit *cm, struct wor
 				memcpy(dst + pos, (char *)pool_addr(c->pool, old) + pos, start - pos);
 		}
 		if (len) {
-			r = pread_full(cm->data_fd, dst + start, len, data_off);
+			r = util_pread_full(cm->data_fd, dst + start, len, data_off);
 			if (r)
 				return r;
 			data_off += len;

@@ -515,38 +515,6 @@ static int cmp_dirty(const void *x, const void *y)
 	return a < b ? -1 : a > b;
 }
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
 /* Which pages of block d differ from its base?  changed[i] for page i. */
 static int changed_pages(struct shma_array *a, const struct dirty *d, bool *changed,
 			 uint64_t *ents, char *tmp)
@@ -562,7 +530,7 @@ static int changed_pages(struct shma_array *a, const struct dirty *d, bool *chan
 		int pm = util_pagemap_fd();
 
 		if (pm >= 0 &&
-		    pread_full(pm, ents, ppb * 8, (uint64_t)(uintptr_t)d->data / PAGE_4K * 8) == 0)
+		    util_pread_full(pm, ents, ppb * 8, (uint64_t)(uintptr_t)d->data / PAGE_4K * 8) == 0)
 			for (size_t i = 0; i < ppb; i++)
 				changed[i] = (ents[i] & PM_SWAPPED) ||
 					     ((ents[i] & PM_PRESENT) && !(ents[i] & PM_FILE));
@@ -573,7 +541,7 @@ static int changed_pages(struct shma_array *a, const struct dirty *d, bool *chan
 		if (!changed[i])
 			continue;
 		if (d->base_fd >= 0) {
-			err = pread_full(d->base_fd, tmp, PAGE_4K, d->base_off + i * PAGE_4K);
+			err = util_pread_full(d->base_fd, tmp, PAGE_4K, d->base_off + i * PAGE_4K);
 			if (err)
 				return err;
 			base = tmp;
@@ -663,7 +631,7 @@ int array_gather(struct shma_array *a, json_t *arrs, int data_fd, uint64_t *data
 			}
 			while (j < ppb && changed[j])
 				j++;
-			err = pwrite_full(data_fd, d->data + i * PAGE_4K, (j - i) * PAGE_4K, *data_off);
+			err = util_pwrite_full(data_fd, d->data + i * PAGE_4K, (j - i) * PAGE_4K, *data_off);
 			if (err) {
 				json_decref(runs);
 				err = conn_error(a->conn, err, "cannot write the commit's pages: %s",

@@ -60,7 +60,6 @@ static bool is_envelope(const char *text, size_t len, uint64_t *n)
 static int read_big(struct proto_msg *m, uint64_t n, size_t max_big)
 {
 	struct stat sb;
-	size_t done = 0;
 	char *buf;
 	int fd;
 
@@ -72,16 +71,9 @@ static int read_big(struct proto_msg *m, uint64_t n, size_t max_big)
 	buf = malloc(n + 1);
 	if (!buf)
 		return -ENOMEM;
-	while (done < n) {
-		ssize_t r = pread(fd, buf + done, n - done, (off_t)done);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			free(buf);
-			return SHMA_EPROTOCOL; /* shrunk under us: a broken sender */
-		}
-		done += (size_t)r;
+	if (util_pread_full(fd, buf, n, 0)) {
+		free(buf);
+		return SHMA_EPROTOCOL; /* shrunk under us: a broken sender */
 	}
 	buf[n] = 0;
 	util_close(proto_msg_take_fd(m, 0));
@@ -174,7 +166,6 @@ int proto_pack(const char *text, size_t len, size_t max_inline, char *env_buf,
 	       size_t env_cap, int *bigfd)
 {
 	const int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL;
-	size_t done = 0;
 	int fd, err;
 
 	*bigfd = -1;
@@ -183,17 +174,9 @@ int proto_pack(const char *text, size_t len, size_t max_inline, char *env_buf,
 	fd = memfd_create("shma-msg", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
-	while (done < len) {
-		ssize_t r = write(fd, text + done, len - done);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			err = -errno;
-			goto err_close;
-		}
-		done += (size_t)r;
-	}
+	err = util_pwrite_full(fd, text, len, 0);
+	if (err)
+		goto err_close;
 	/* the receiver may trust the size and content it sees */
 	if (fcntl(fd, F_ADD_SEALS, seals) < 0) {
 		err = -errno;

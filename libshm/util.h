@@ -24,6 +24,11 @@ static inline bool util_mul_ok(uint64_t a, uint64_t b, uint64_t *out)
 	return !__builtin_mul_overflow(a, b, out);
 }
 
+/* pread/pwrite all of len bytes at off, retrying short transfers and EINTR:
+ * 0, -errno, or -EIO when the file ends first (a pread past the end). */
+int util_pread_full(int fd, void *buf, size_t len, uint64_t off);
+int util_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
 /* This process's /proc/self/pagemap, opened once (-1 if it cannot be).
  * Entries: 8 bytes per 4 KiB page at (address / 4096) * 8; bit 63 present,
  * bit 62 swapped, bit 61 file page or shared anonymous. */

@@ -345,25 +345,15 @@ static bool can_cow_private(const struct page *p, const struct shma_mapping *m)
 /* Copy the clean data of a direct-map block into RAM at off. */
 static int page_copy_base(struct page *p, uint64_t off)
 {
-	size_t bs = p->fh->file->blksize, done = 0;
+	size_t bs = p->fh->file->blksize;
 	char *dst = ram_addr(p->fh->ram, off);
 
 	if (p->base_fd < 0) {
 		memset(dst, 0, bs); /* a recycled RAM page holds old data */
 		return 0;
 	}
-	while (done < bs) {
-		ssize_t r = pread(p->base_fd, dst + done, bs - done, (off_t)(p->base_off + done));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -EIO; /* the base is shorter than the block: refuse */
-		done += (size_t)r;
-	}
-	return 0;
+	/* a base shorter than the block is refused (-EIO) */
+	return util_pread_full(p->base_fd, dst, bs, p->base_off);
 }
 
 /* LOADED -> DIRTY, for a write through mapping wm. */

@@ -512,24 +512,6 @@ static void progress_end(struct progress *p, bool ok)
 
 /* ---- I/O ----------------------------------------------------------------- */
 
-static ssize_t read_full(int fd, void *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = read(fd, (char *)buf + done, len - done);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			break;
-		done += (size_t)r;
-	}
-	return (ssize_t)done;
-}
-
 static int write_full(int fd, const void *buf, size_t len)
 {
 	size_t done = 0;
@@ -1235,7 +1217,7 @@ static int import_data(struct cli *cli, const char *file, int fd, const struct n
 			progress_end(&pr, false);
 			return fail(cli, "cannot fill the array: %s", shma_strerror(err));
 		}
-		n = read_full(fd, data + done, (size_t)len);
+		n = npy_read_full(fd, data + done, (size_t)len);
 		if (n < 0) {
 			progress_end(&pr, false);
 			return fail(cli, "%s: %s", file, strerror((int)-n));

@@ -408,7 +408,7 @@ int npy_parse_dict(const char *text, size_t len, uint64_t at, struct npy_header 
 /* ---- reading a file ------------------------------------------------------ */
 
 /* Read up to len bytes; the count read (short only at end of file). */
-static ssize_t read_full(int fd, void *buf, size_t len)
+ssize_t npy_read_full(int fd, void *buf, size_t len)
 {
 	size_t done = 0;
 
@@ -435,7 +435,7 @@ int npy_read_header(int fd, struct npy_header *h, struct npy_error *e)
 	int err;
 
 	memset(h, 0, sizeof(*h));
-	n = read_full(fd, pre, 8);
+	n = npy_read_full(fd, pre, 8);
 	if (n < 0) {
 		fail(e, NPY_IO, 0, "cannot read: %s", strerror((int)-n));
 		return (int)n;
@@ -444,7 +444,7 @@ int npy_read_header(int fd, struct npy_header *h, struct npy_error *e)
 	if (err && (e->fault != NPY_TRUNCATED || n < 8))
 		return err;
 	need = h->major == 1 ? 10 : 12;
-	n = read_full(fd, pre + 8, need - 8);
+	n = npy_read_full(fd, pre + 8, need - 8);
 	if (n < 0) {
 		fail(e, NPY_IO, 8, "cannot read: %s", strerror((int)-n));
 		return (int)n;
@@ -457,7 +457,7 @@ int npy_read_header(int fd, struct npy_header *h, struct npy_error *e)
 		fail(e, NPY_IO, need, "out of memory");
 		return -ENOMEM;
 	}
-	n = read_full(fd, text, hlen);
+	n = npy_read_full(fd, text, hlen);
 	if (n < 0) {
 		fail(e, NPY_IO, need, "cannot read: %s", strerror((int)-n));
 		err = (int)n;

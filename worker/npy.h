@@ -26,6 +26,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 
 #define NPY_MAGIC "\x93NUMPY"
@@ -109,5 +110,9 @@ int npy_check_size(const struct npy_header *h, uint64_t file_size, struct npy_er
  * always enough). */
 int npy_format_header(const char *descr, bool fortran_order, unsigned ndim,
 		      const uint64_t *shape, unsigned major, char *buf, size_t cap, size_t *len);
+
+/* read(2) until len bytes, the end of the file or an error: the count read,
+ * or -errno (EINTR retried). */
+ssize_t npy_read_full(int fd, void *buf, size_t len);
 
 #endif
