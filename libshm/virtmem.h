@@ -5,7 +5,8 @@
  *
  *   user locks (taken by callbacks, or around shma_* calls)
  *     vm_mutex        all state below: files' nfileh, handles, pages, mappings,
- *                     the mapping registry, RAM allocation and LRU
+ *                     the mapping registry, RAM allocation and LRU, the
+ *                     read-ahead queue (ra_cond waits on it)
  *
  * Callbacks (loadblk/storeblk/mapblk) are always called with vm_mutex
  * released, so a user lock taken inside a callback and around a shma_* call
