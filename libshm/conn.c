@@ -22,6 +22,7 @@
 #include <zmq.h>
 
 #define DEFAULT_RAM ((size_t)256 << 20)
+#define DATA_KEEP ((uint64_t)64 << 20) /* page data kept between commits */
 #define MAX_REPLY ((size_t)256 << 20)
 #define INV_TOPIC "shma.inv"
 
@@ -439,7 +440,7 @@ int conn_connect(const char *socket_path, const struct shma_conn_options *opts, 
 	c->snapshot = snapshot;
 	pthread_mutex_init(&c->lock, NULL);
 	c->pid = getpid();
-	c->fd = c->pool_fd = -1;
+	c->fd = c->pool_fd = c->data_fd = -1;
 	list_init(&c->arrays);
 	list_init(&c->refs);
 	if (opts)
@@ -487,6 +488,7 @@ void shma_disconnect(shma_conn **cp)
 		sub_close(c);
 	lose(c);
 	util_close(c->pool_fd);
+	util_close(c->data_fd);
 	shma_ram_destroy(&c->ram);
 	json_decref(c->pending);
 	free(c->path);
@@ -876,7 +878,10 @@ int shma_commit(shma_conn *c, uint64_t *rev)
 		return err;
 	if (!c->writable)
 		return conn_leave(c, conn_error(c, -EROFS, "this connection is read-only"));
-	data_fd = memfd_create("shma-commit", MFD_CLOEXEC);
+	/* the page-data file is reused: its pages need no zeroing next time */
+	if (c->data_fd < 0)
+		c->data_fd = memfd_create("shma-commit", MFD_CLOEXEC);
+	data_fd = c->data_fd;
 	arrs = json_array();
 	if (data_fd < 0 || !arrs) {
 		err = conn_error(c, -errno, "cannot prepare the commit: %s", strerror(errno));
@@ -919,6 +924,11 @@ int shma_commit(shma_conn *c, uint64_t *rev)
 		*rev = c->snap;
 out:
 	json_decref(arrs);
-	util_close(data_fd);
+	/* the broker has read it (it answered) or never will: keep up to
+	 * DATA_KEEP bytes of it for the next commit, give the rest back */
+	if (data_off > DATA_KEEP && c->data_fd >= 0 && ftruncate(c->data_fd, 0) < 0) {
+		util_close(c->data_fd);
+		c->data_fd = -1;
+	}
 	return conn_leave(c, err);
 }

@@ -78,6 +78,7 @@ struct shma_conn {
 	struct shma_conn_options opts;
 	int fd;	     /* the broker socket, -1 when lost */
 	int pool_fd; /* the page pool */
+	int data_fd; /* page data of commits, reused; -1 until the first */
 	uint64_t pool_size;
 	size_t max_message;
 	size_t default_blksize;
