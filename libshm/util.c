@@ -41,13 +41,24 @@ void *util_reserve(void *addr, size_t len)
 int util_pagemap_fd(void)
 {
 	static int fd = -1;
+	static pid_t owner;
 	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
+	int r;
 
 	pthread_mutex_lock(&once);
-	if (fd < 0)
+	/* /proc/self is resolved at open: after fork() the inherited fd still
+	 * describes the parent, so a child opens its own */
+	if (fd >= 0 && owner != getpid()) {
+		util_close(fd);
+		fd = -1;
+	}
+	if (fd < 0) {
 		fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		owner = getpid();
+	}
+	r = fd;
 	pthread_mutex_unlock(&once);
-	return fd;
+	return r;
 }
 
 int util_pread_full(int fd, void *buf, size_t len, uint64_t off)

@@ -29,7 +29,8 @@ static inline bool util_mul_ok(uint64_t a, uint64_t b, uint64_t *out)
 int util_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int util_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 
-/* This process's /proc/self/pagemap, opened once (-1 if it cannot be).
+/* This process's /proc/self/pagemap, opened once per process (-1 if it
+ * cannot be).
  * Entries: 8 bytes per 4 KiB page at (address / 4096) * 8; bit 63 present,
  * bit 62 swapped, bit 61 file page or shared anonymous. */
 int util_pagemap_fd(void);

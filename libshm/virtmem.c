@@ -22,6 +22,7 @@ static __thread bool vm_held __attribute__((tls_model("initial-exec")));
 /* Registry of mappings, sorted by address, for the fault path's lookup. */
 static struct shma_mapping **vmas;
 static size_t nvmas, capvmas;
+static uint64_t vma_serial; /* the last mapping's serial */
 
 void vm_lock(void)
 {
@@ -522,6 +523,8 @@ static int vm_access(struct shma_mapping *m, uint64_t blk, int write)
 {
 	struct shma_fileh *fh = m->fh;
 	char *baddr = vma_blk_addr(m, blk);
+	uint64_t serial = m->serial;
+	struct shma_mapping *now;
 	struct page *p;
 	int err;
 
@@ -529,9 +532,10 @@ static int vm_access(struct shma_mapping *m, uint64_t blk, int write)
 	if (err)
 		return err;
 	/* The mapping may have been unmapped while the lock was released (the
-	 * caller's race): then there is nothing to map, and a retried access
-	 * meets whatever is there now. */
-	if (vma_lookup(baddr) != m)
+	 * caller's race, or read-ahead's): then there is nothing to map, and a
+	 * retried access meets whatever is there now. */
+	now = vma_lookup(baddr);
+	if (!now || now != m || now->serial != serial)
 		return 0;
 	/* unknown direction and already mapped read-only here: it was a write */
 	if (write < 0 && vma_test(m, blk) && p->state == SHMA_PAGE_LOADED)
@@ -705,7 +709,7 @@ static void ra_note(struct shma_mapping *m, uint64_t blk)
 int vm_fault(void *addr, int write)
 {
 	struct shma_mapping *m;
-	uint64_t blk;
+	uint64_t blk, serial;
 	int err;
 
 	if (vm_held)
@@ -718,10 +722,15 @@ int vm_fault(void *addr, int write)
 		return 1;
 	}
 	blk = m->first + (uint64_t)(((char *)addr - m->addr) >> m->fh->file->blkshift);
+	serial = m->serial;
 	err = vm_access(m, blk, write);
 	/* (m is looked up again: it may have gone while a load ran) */
-	if (!err && write <= 0 && vma_lookup(addr) == m)
-		ra_note(m, blk);
+	if (!err && write <= 0) {
+		struct shma_mapping *now = vma_lookup(addr);
+
+		if (now && now == m && now->serial == serial)
+			ra_note(m, blk);
+	}
 	vm_unlock();
 	return err;
 }
@@ -1072,6 +1081,7 @@ int shma_map(shma_fileh *fh, uint64_t first, uint64_t nblk, shma_mapping **out)
 		goto err_free_bitmap;
 	}
 	vm_lock();
+	m->serial = ++vma_serial;
 	err = vma_register(m);
 	if (!err)
 		list_add_tail(&m->in_fileh, &fh->mappings);
@@ -1129,7 +1139,7 @@ bool shma_mapping_block_mapped(const shma_mapping *m, uint64_t blk)
 
 int shma_prefault(void *addr, size_t len, unsigned flags)
 {
-	char *a = addr, *end;
+	char *a = addr, *end, *next;
 	int err = 0;
 
 	if (flags & ~(unsigned)SHMA_PREFAULT_WRITE)
@@ -1149,11 +1159,13 @@ int shma_prefault(void *addr, size_t len, unsigned flags)
 			break;
 		}
 		blk = m->first + (uint64_t)((a - m->addr) >> m->fh->file->blkshift);
+		/* the next block's start, taken now: m may be gone once vm_access
+		 * released the lock for a load */
+		next = vma_blk_addr(m, blk) + m->fh->file->blksize;
 		err = vm_access(m, blk, (flags & SHMA_PREFAULT_WRITE) ? 1 : 0);
 		if (err)
 			break;
-		/* next block start */
-		a = vma_blk_addr(m, blk) + m->fh->file->blksize;
+		a = next;
 	}
 	vm_unlock();
 	return err;

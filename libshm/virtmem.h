@@ -93,6 +93,8 @@ struct shma_mapping {
 	char *addr;
 	size_t len;
 	uint64_t first, nblk; /* file blocks [first, first + nblk) */
+	uint64_t serial;      /* unique: tells a mapping from a later one at the same
+			       * address and struct address */
 	uint64_t *mapped;     /* bitmap over nblk: block mapped here */
 	uint64_t ra_next;     /* the read fault that would continue a sequential run */
 	unsigned ra_skip;     /* sequential faults to let pass before looking again */

@@ -1,0 +1,691 @@
+/* test_bank.c - the bank test: isolation and atomicity of transactions under
+ * concurrency and SIGKILL (libshm against a real shma-broker).
+ *
+ * One array holds N accounts, a row of four int64 each:
+ *   balance, version (transfers that touched the account), partner (the other
+ *   account of its last transfer, -1 if none), partner_version (the partner's
+ *   version written by that same transfer).
+ * K transfer workers (forked processes, each with its own connection) loop:
+ * sync, pick two accounts (half the time in the same block), read both rows,
+ * move an amount, write both rows (versions + 1, each naming the other), and
+ * commit; on SHMA_ECONFLICT abort, sync and retry the same transfer.  C
+ * checkers loop: sync, then at their snapshot check that
+ *   - the sum of balances is the initial one, and is the same when summed
+ *     again a little later (other commits never change memory under a
+ *     snapshot);
+ *   - every account shows a whole commit: the partner named by its last
+ *     transfer has at least the version that transfer gave it, and if exactly
+ *     that version, names the account back with its version (a half-applied
+ *     commit breaks this);
+ *   - no version goes back from one snapshot to the next.
+ * The parent SIGKILLs a random transfer worker every 50-300 ms and starts a
+ * new one in its place.  At the end (SIGTERM: children finish their
+ * transaction and exit 0) a fresh connection checks the final state: the sum,
+ * the whole-commit rule, and the number of commits the data shows (sum of
+ * versions / 2) against the revisions made and the commits the workers
+ * reported (a killed worker may have one commit it could not report); the
+ * broker's stats must show only the live connections and their pins (nothing
+ * left by killed workers); the broker must stop cleanly.
+ *
+ * Children report through one pipe in fixed-size records (< PIPE_BUF, so
+ * written atomically; the parent still only takes whole records).  They never
+ * use cmocka; the teardown kills any child a failed test left.
+ *
+ * Environment: SHMA_BANK_SECONDS (default 5), SHMA_BANK_WORKERS (default 8),
+ * SHMA_BANK_CHECKERS (default 2).
+ */
+#include "itest.h"
+
+#include <inttypes.h>
+#include <sys/prctl.h>
+
+#include "shma.h"
+
+#define NACC 4096u
+#define ROW 4 /* int64 per account */
+#define F_BAL 0
+#define F_VER 1
+#define F_PARTNER 2
+#define F_PVER 3
+#define BANK_BLOCK 4096u
+#define ACC_PER_BLOCK (BANK_BLOCK / (ROW * 8))
+#define ARRAY "bank/accounts"
+#define MAX_CHILDREN 64
+#define REC_MAGIC 0x62616e6bu /* "bank" */
+#define MAX_REPORTS 3	      /* violation details printed per child */
+
+static struct harness broker;
+
+/* ---- children and their reports ------------------------------------------- */
+
+enum role { ROLE_WORKER = 1, ROLE_CHECKER = 2 };
+
+/* One report: counts since the child's previous report. */
+struct rec {
+	uint32_t magic;
+	int32_t pid;
+	uint32_t role;
+	uint32_t last; /* the child's final report */
+	uint64_t commits, conflicts, checks, violations, errors;
+};
+_Static_assert(sizeof(struct rec) <= PIPE_BUF, "records must be written atomically");
+
+struct child {
+	pid_t pid;
+	enum role role;
+	bool killed; /* by us, with SIGKILL */
+	bool done;   /* sent its final report */
+};
+
+static struct child children[MAX_CHILDREN];
+static int report_fd = -1; /* write end, inherited by children */
+static int read_fd = -1;
+
+static int teardown(void **state)
+{
+	(void)state;
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i].pid > 0) {
+			kill(children[i].pid, SIGKILL);
+			waitpid(children[i].pid, NULL, 0);
+			children[i].pid = 0;
+		}
+	if (report_fd >= 0)
+		close(report_fd);
+	if (read_fd >= 0)
+		close(read_fd);
+	report_fd = read_fd = -1;
+	return it_teardown_harness(&broker);
+}
+
+static double env_num(const char *name, double dflt)
+{
+	const char *s = getenv(name);
+	char *end;
+	double v;
+
+	if (!s || !*s)
+		return dflt;
+	v = strtod(s, &end);
+	return (*end || v <= 0) ? dflt : v;
+}
+
+/* xorshift64*: each child seeds its own */
+static uint64_t rnd_state;
+
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state >> 12;
+	rnd_state ^= rnd_state << 25;
+	rnd_state ^= rnd_state >> 27;
+	return rnd_state * 0x2545F4914F6CDD1Dull;
+}
+
+static void rnd_seed(uint64_t s)
+{
+	rnd_state = s ? s : 0x9E3779B97F4A7C15ull;
+	for (int i = 0; i < 4; i++)
+		rnd();
+}
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+/* In a child: send counts, then zero them. */
+static void child_report(struct rec *r, bool last)
+{
+	ssize_t n;
+
+	r->magic = REC_MAGIC;
+	r->pid = (int32_t)getpid();
+	r->last = last;
+	do
+		n = write(report_fd, r, sizeof(*r));
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(*r)) {
+		fprintf(stderr, "child %d: report: %s\n", (int)getpid(), strerror(errno));
+		_exit(3);
+	}
+	r->commits = r->conflicts = r->checks = r->violations = r->errors = 0;
+}
+
+/* In a child: an unexpected error ends it (exit 2; the parent counts it). */
+static void child_fail(shma_conn *c, const char *what, int e)
+{
+	fprintf(stderr, "child %d: %s: %s (%s)\n", (int)getpid(), what, shma_strerror(e),
+		c ? shma_conn_error(c) : shma_last_error());
+	_exit(2);
+}
+
+static void child_setup(struct rec *r, enum role role)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_term;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+	close(read_fd);
+	memset(r, 0, sizeof(*r));
+	r->role = role;
+	rnd_seed(((uint64_t)getpid() << 32) ^ it_now_ms() ^ (uint64_t)(uintptr_t)r);
+	if (shma_vm_install_handler())
+		_exit(2);
+}
+
+static shma_conn *child_connect(int64_t **rows)
+{
+	shma_conn *c = NULL;
+	shma_array *a = NULL;
+	int e;
+
+	e = shma_connect(broker.socket, NULL, &c);
+	if (e)
+		child_fail(NULL, "shma_connect", e);
+	e = shma_open(c, ARRAY, &a);
+	if (e)
+		child_fail(c, "shma_open", e);
+	*rows = shma_array_data(a);
+	return c;
+}
+
+/* A transfer worker: never returns. */
+static void worker_main(void)
+{
+	struct rec r;
+	shma_conn *c;
+	int64_t *rows;
+	int e;
+
+	child_setup(&r, ROLE_WORKER);
+	c = child_connect(&rows);
+	while (!stop_flag) {
+		uint32_t a = (uint32_t)(rnd() % NACC), b;
+		int64_t amt = (int64_t)(rnd() % 100) + 1;
+
+		if (rnd() & 1) /* same block */
+			b = (a / ACC_PER_BLOCK) * ACC_PER_BLOCK + (uint32_t)(rnd() % ACC_PER_BLOCK);
+		else
+			b = (uint32_t)(rnd() % NACC);
+		if (a == b)
+			continue;
+		for (;;) { /* until it commits */
+			int64_t *ra = rows + (size_t)a * ROW, *rb = rows + (size_t)b * ROW;
+			int64_t ba, bb, va, vb;
+			uint64_t rev, snap;
+
+			e = shma_sync(c, &snap);
+			if (e)
+				child_fail(c, "shma_sync", e);
+			ba = ra[F_BAL];
+			bb = rb[F_BAL];
+			va = ra[F_VER] + 1;
+			vb = rb[F_VER] + 1;
+			ra[F_BAL] = ba - amt;
+			ra[F_VER] = va;
+			ra[F_PARTNER] = b;
+			ra[F_PVER] = vb;
+			rb[F_BAL] = bb + amt;
+			rb[F_VER] = vb;
+			rb[F_PARTNER] = a;
+			rb[F_PVER] = va;
+			e = shma_commit(c, &rev);
+			if (e == 0) {
+				r.commits++;
+				/* a new revision, and the snapshot is what we committed */
+				if (rev <= snap || shma_revision(c) != rev || ra[F_BAL] != ba - amt ||
+				    rb[F_BAL] != bb + amt || ra[F_VER] != va || rb[F_VER] != vb) {
+					if (r.violations++ < MAX_REPORTS)
+						fprintf(stderr, "worker %d: commit from rev %" PRIu64
+							" returned rev %" PRIu64 ", snapshot now rev %"
+							PRIu64 ": not a new revision showing the"
+							" transfer\n",
+							(int)getpid(), snap, rev, shma_revision(c));
+				}
+				child_report(&r, false);
+				break;
+			}
+			if (e != SHMA_ECONFLICT)
+				child_fail(c, "shma_commit", e);
+			r.conflicts++;
+			e = shma_abort(c);
+			if (e)
+				child_fail(c, "shma_abort", e);
+			if (stop_flag)
+				break;
+		}
+	}
+	shma_disconnect(&c);
+	child_report(&r, true);
+	_exit(0);
+}
+
+/* Check one snapshot's rows (the whole-commit rule); returns the number of
+ * bad accounts and prints the first few (who: for the message). */
+static unsigned check_rows(const int64_t *rows, const char *who, uint64_t rev, unsigned *printed)
+{
+	unsigned bad = 0;
+
+	for (uint32_t i = 0; i < NACC; i++) {
+		const int64_t *ri = rows + (size_t)i * ROW, *rp;
+		int64_t p = ri[F_PARTNER];
+		bool ok;
+
+		if (ri[F_VER] == 0) {
+			ok = p == -1 && ri[F_PVER] == 0;
+		} else if (p < 0 || p >= (int64_t)NACC || p == (int64_t)i || ri[F_VER] < 0) {
+			ok = false;
+		} else {
+			rp = rows + (size_t)p * ROW;
+			ok = rp[F_VER] > ri[F_PVER] ||
+			     (rp[F_VER] == ri[F_PVER] && rp[F_PARTNER] == (int64_t)i &&
+			      rp[F_PVER] == ri[F_VER]);
+		}
+		if (!ok) {
+			bad++;
+			if ((*printed)++ < MAX_REPORTS)
+				fprintf(stderr,
+					"%s %d: rev %" PRIu64 ": account %u [bal %" PRId64 " ver %" PRId64
+					" partner %" PRId64 " pver %" PRId64 "] is not a whole commit%s\n",
+					who, (int)getpid(), rev, i, ri[F_BAL], ri[F_VER], p, ri[F_PVER],
+					p >= 0 && p < (int64_t)NACC ? "" : " (bad partner)");
+			if (p >= 0 && p < (int64_t)NACC && *printed <= MAX_REPORTS) {
+				rp = rows + (size_t)p * ROW;
+				fprintf(stderr, "    partner %" PRId64 " [bal %" PRId64 " ver %" PRId64
+					" partner %" PRId64 " pver %" PRId64 "]\n",
+					p, rp[F_BAL], rp[F_VER], rp[F_PARTNER], rp[F_PVER]);
+			}
+		}
+	}
+	return bad;
+}
+
+static int64_t sum_rows(const int64_t *rows)
+{
+	int64_t s = 0;
+
+	for (uint32_t i = 0; i < NACC; i++)
+		s += rows[(size_t)i * ROW + F_BAL];
+	return s;
+}
+
+static int64_t total; /* the initial sum, set before any fork */
+
+/* A checker: never returns. */
+static void checker_main(void)
+{
+	static int64_t last_ver[NACC];
+	uint64_t last_rev = 0;
+	unsigned printed = 0;
+	struct rec r;
+	shma_conn *c;
+	int64_t *rows;
+	int e;
+
+	child_setup(&r, ROLE_CHECKER);
+	c = child_connect(&rows);
+	while (!stop_flag) {
+		uint64_t rev;
+		int64_t s1, s2;
+		unsigned bad = 0;
+
+		e = shma_sync(c, &rev);
+		if (e)
+			child_fail(c, "shma_sync", e);
+		if (rev < last_rev || shma_revision(c) != rev) {
+			bad++;
+			if (printed++ < MAX_REPORTS)
+				fprintf(stderr, "checker %d: sync went from rev %" PRIu64 " to %" PRIu64
+					" (snapshot %" PRIu64 ")\n",
+					(int)getpid(), last_rev, rev, shma_revision(c));
+		}
+		s1 = sum_rows(rows);
+		bad += check_rows(rows, "checker", rev, &printed);
+		for (uint32_t i = 0; i < NACC; i++) {
+			int64_t v = rows[(size_t)i * ROW + F_VER];
+
+			if (v < last_ver[i]) {
+				bad++;
+				if (printed++ < MAX_REPORTS)
+					fprintf(stderr, "checker %d: account %u went back from version %"
+						PRId64 " (rev %" PRIu64 ") to %" PRId64 " (rev %" PRIu64 ")\n",
+						(int)getpid(), i, last_ver[i], last_rev, v, rev);
+			}
+			last_ver[i] = v;
+		}
+		it_sleep_ms(1); /* let commits happen under the snapshot */
+		s2 = sum_rows(rows);
+		if (s1 != total || s2 != s1 || shma_revision(c) != rev) {
+			bad++;
+			if (printed++ < MAX_REPORTS)
+				fprintf(stderr, "checker %d: rev %" PRIu64 ": sum %" PRId64 " then %"
+					PRId64 " (want %" PRId64 "), snapshot now %" PRIu64 "\n",
+					(int)getpid(), rev, s1, s2, total, shma_revision(c));
+		}
+		last_rev = rev;
+		r.checks++;
+		r.violations += bad;
+		child_report(&r, false);
+	}
+	shma_disconnect(&c);
+	child_report(&r, true);
+	_exit(0);
+}
+
+/* ---- the parent ------------------------------------------------------------ */
+
+struct totals {
+	uint64_t commits, conflicts, checks, violations, errors, kills, started;
+};
+
+static struct child *child_of(pid_t pid)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i].pid == pid)
+			return &children[i];
+	return NULL;
+}
+
+static void start_child(enum role role, struct totals *t)
+{
+	struct child *slot = child_of(0);
+	pid_t pid;
+
+	assert_non_null(slot);
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (role == ROLE_WORKER)
+			worker_main();
+		checker_main();
+	}
+	slot->pid = pid;
+	slot->role = role;
+	slot->killed = slot->done = false;
+	t->started++;
+}
+
+/* Take every whole record the pipe holds. */
+static void drain(struct totals *t)
+{
+	static unsigned char buf[64 * sizeof(struct rec)];
+	static size_t have;
+	ssize_t n;
+
+	for (;;) {
+		n = read(read_fd, buf + have, sizeof(buf) - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		while (have >= sizeof(struct rec)) {
+			struct rec r;
+			struct child *ch;
+
+			memcpy(&r, buf, sizeof(r));
+			memmove(buf, buf + sizeof(r), have - sizeof(r));
+			have -= sizeof(r);
+			if (r.magic != REC_MAGIC) {
+				fprintf(stderr, "bank: bad report record\n");
+				t->errors++;
+				continue;
+			}
+			t->commits += r.commits;
+			t->conflicts += r.conflicts;
+			t->checks += r.checks;
+			t->violations += r.violations;
+			t->errors += r.errors;
+			if (r.last && (ch = child_of(r.pid)))
+				ch->done = true;
+		}
+	}
+}
+
+/* A child ended (status from waitpid): it must have been killed by us, or
+ * have exited 0 after its final report. */
+static void child_ended(struct child *ch, int status, struct totals *t)
+{
+	bool ok = ch->killed ? (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+			     : (WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	if (!ok) {
+		fprintf(stderr, "bank: %s %d ended badly (%s %d)\n",
+			ch->role == ROLE_WORKER ? "worker" : "checker", (int)ch->pid,
+			WIFEXITED(status) ? "exit" : "signal",
+			WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+		t->errors++;
+	}
+	ch->pid = 0;
+}
+
+/* Reap children that ended on their own (they should not, before the end). */
+static void reap(struct totals *t)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		int status;
+
+		if (children[i].pid > 0 && waitpid(children[i].pid, &status, WNOHANG) == children[i].pid)
+			child_ended(&children[i], status, t);
+	}
+}
+
+static int nlive(enum role role)
+{
+	int n = 0;
+
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		n += children[i].pid > 0 && children[i].role == role;
+	return n;
+}
+
+static void kill_random_worker(struct totals *t)
+{
+	int n = nlive(ROLE_WORKER), k;
+	int status;
+
+	if (n == 0)
+		return;
+	k = rand() % n;
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		struct child *ch = &children[i];
+
+		if (ch->pid <= 0 || ch->role != ROLE_WORKER || k--)
+			continue;
+		ch->killed = true;
+		assert_int_equal(kill(ch->pid, SIGKILL), 0);
+		assert_int_equal(waitpid(ch->pid, &status, 0), ch->pid);
+		child_ended(ch, status, t);
+		t->kills++;
+		return;
+	}
+}
+
+/* SIGTERM every child; each finishes its transaction, reports, exits 0. */
+static void stop_children(struct totals *t)
+{
+	uint64_t end = it_now_ms() + 20000;
+
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i].pid > 0)
+			kill(children[i].pid, SIGTERM);
+	while (nlive(ROLE_WORKER) + nlive(ROLE_CHECKER) > 0) {
+		drain(t);
+		reap(t);
+		if (it_now_ms() > end) {
+			fprintf(stderr, "bank: children did not stop within 20 s: killed\n");
+			for (int i = 0; i < MAX_CHILDREN; i++)
+				if (children[i].pid > 0) {
+					kill(children[i].pid, SIGKILL);
+					waitpid(children[i].pid, NULL, 0);
+					children[i].pid = 0;
+					t->errors++;
+				}
+			break;
+		}
+		it_sleep_ms(5);
+	}
+	drain(t);
+}
+
+/* The final state, seen by a fresh connection: returns the commits the data
+ * shows; adds violations to t. */
+static uint64_t check_final(shma_conn *c, struct totals *t)
+{
+	shma_array *a;
+	const int64_t *rows;
+	unsigned printed = 0;
+	uint64_t versions = 0;
+	int64_t s;
+
+	assert_int_equal(shma_sync(c, NULL), 0);
+	assert_int_equal(shma_open(c, ARRAY, &a), 0);
+	rows = shma_array_data(a);
+	s = sum_rows(rows);
+	if (s != total) {
+		fprintf(stderr, "bank: final sum %" PRId64 ", want %" PRId64 "\n", s, total);
+		t->violations++;
+	}
+	t->violations += check_rows(rows, "final", shma_revision(c), &printed);
+	for (uint32_t i = 0; i < NACC; i++)
+		versions += (uint64_t)rows[(size_t)i * ROW + F_VER];
+	if (versions % 2) {
+		fprintf(stderr, "bank: odd sum of versions %" PRIu64 "\n", versions);
+		t->violations++;
+	}
+	shma_close(&a);
+	return versions / 2;
+}
+
+static void test_bank(void **state)
+{
+	double seconds = env_num("SHMA_BANK_SECONDS", 5);
+	int nworkers = (int)env_num("SHMA_BANK_WORKERS", 8);
+	int ncheckers = (int)env_num("SHMA_BANK_CHECKERS", 2);
+	const uint64_t shape[2] = { NACC, ROW };
+	struct totals t = { 0 };
+	struct tclient tc;
+	shma_conn *c;
+	shma_array *a;
+	int64_t *rows;
+	uint64_t rev0, head, data_commits, end, next_kill;
+	int fds[2];
+
+	(void)state;
+	assert_true(nworkers + ncheckers < MAX_CHILDREN / 2);
+	srand((unsigned)(getpid() ^ it_now_ms()));
+	assert_int_equal(shma_vm_install_handler(), 0);
+	it_start(&broker, "{\"retention\":{\"revisions\":16,\"seconds\":0}}");
+
+	/* the accounts: balance 1000 + i % 1000, no transfer yet */
+	assert_int_equal(shma_connect(broker.socket, NULL, &c), 0);
+	assert_int_equal(shma_create(c, ARRAY, "<i8", 2, shape, 'C', BANK_BLOCK, NULL), 0);
+	assert_int_equal(shma_sync(c, NULL), 0);
+	assert_int_equal(shma_open(c, ARRAY, &a), 0);
+	rows = shma_array_data(a);
+	total = 0;
+	for (uint32_t i = 0; i < NACC; i++) {
+		int64_t *r = rows + (size_t)i * ROW;
+
+		r[F_BAL] = 1000 + i % 1000;
+		r[F_VER] = 0;
+		r[F_PARTNER] = -1;
+		r[F_PVER] = 0;
+		total += r[F_BAL];
+	}
+	assert_int_equal(shma_commit(c, &rev0), 0);
+	shma_close(&a);
+	shma_disconnect(&c); /* children start with nothing of the parent's */
+
+	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+	read_fd = fds[0];
+	report_fd = fds[1];
+	assert_int_equal(fcntl(read_fd, F_SETFL, O_NONBLOCK), 0);
+	for (int i = 0; i < ncheckers; i++)
+		start_child(ROLE_CHECKER, &t);
+	for (int i = 0; i < nworkers; i++)
+		start_child(ROLE_WORKER, &t);
+
+	end = it_now_ms() + (uint64_t)(seconds * 1000);
+	next_kill = it_now_ms() + 50 + (uint64_t)(rand() % 251);
+	for (uint64_t now; (now = it_now_ms()) < end;) {
+		struct pollfd pfd = { .fd = read_fd, .events = POLLIN };
+		uint64_t until = next_kill < end ? next_kill : end;
+
+		if (now < until)
+			poll(&pfd, 1, (int)(until - now));
+		drain(&t);
+		reap(&t);
+		if (it_now_ms() >= next_kill) {
+			kill_random_worker(&t);
+			next_kill = it_now_ms() + 50 + (uint64_t)(rand() % 251);
+		}
+		while (nlive(ROLE_WORKER) < nworkers) /* in place of the killed */
+			start_child(ROLE_WORKER, &t);
+	}
+	stop_children(&t);
+	close(report_fd);
+	close(read_fd);
+	report_fd = read_fd = -1;
+
+	/* nothing is left of the children: one raw client, one pin */
+	it_open_client(&tc, &broker);
+	assert_int_equal(it_wait_stat(&tc, "clients", 1, 5000), 1);
+	assert_int_equal(it_wait_stat(&tc, "pins", 1, 5000), 1);
+	head = (uint64_t)it_stat(&tc, "head");
+
+	/* the final state, from a fresh connection */
+	assert_int_equal(shma_connect(broker.socket, NULL, &c), 0);
+	data_commits = check_final(c, &t);
+	assert_int_equal(it_wait_stat(&tc, "clients", 2, 5000), 2);
+	shma_disconnect(&c);
+	assert_int_equal(it_wait_stat(&tc, "clients", 1, 5000), 1);
+	assert_int_equal(it_wait_stat(&tc, "pins", 1, 5000), 1);
+
+	printf("bank: %.1f s, %d workers, %d checkers: commits %" PRIu64 " (data shows %" PRIu64
+	       ", revisions %" PRIu64 "), conflicts %" PRIu64 ", kills %" PRIu64
+	       ", checks %" PRIu64 ", violations %" PRIu64 ", errors %" PRIu64 "\n",
+	       seconds, nworkers, ncheckers, t.commits, data_commits, head - rev0, t.conflicts,
+	       t.kills, t.checks, t.violations, t.errors);
+	fflush(stdout);
+	tclient_close(&tc);
+	it_stop(&broker);
+
+	if (data_commits < t.commits)
+		fprintf(stderr, "bank: %" PRIu64 " acknowledged commits are missing from the data\n",
+			t.commits - data_commits);
+	if (data_commits > t.commits + t.kills)
+		fprintf(stderr, "bank: the data shows %" PRIu64 " commits nobody acknowledged\n",
+			data_commits - t.commits - t.kills);
+	if (head - rev0 != data_commits)
+		fprintf(stderr, "bank: %" PRIu64 " revisions for %" PRIu64 " commits\n", head - rev0,
+			data_commits);
+	assert_int_equal(t.violations, 0);
+	assert_int_equal(t.errors, 0);
+	/* every acknowledged commit is in the data; a killed worker may have
+	 * committed once more without telling; each commit is one revision */
+	assert_true(data_commits >= t.commits);
+	assert_true(data_commits <= t.commits + t.kills);
+	assert_int_equal(head - rev0, data_commits);
+	assert_true(t.commits > 0);
+	assert_true(t.kills > 0);
+	assert_true(t.checks > 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_bank, teardown),
+	};
+
+	return cmocka_run_group_tests_name("bank", tests, NULL, NULL);
+}
