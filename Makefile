@@ -9,6 +9,8 @@
 #   make demo       the main job: broker, workers and a 1 GiB array handed out as ArrayRefs
 #   make install    PREFIX=/usr/local DESTDIR= : library, header, pkg-config, binaries
 #   make deps       install the Debian packages shma needs, when missing
+#   make fuzz       build the libFuzzer harnesses of tests/fuzz/ with clang in
+#                   build/fuzz/ and run each for FUZZ_SECONDS (default 30)
 #
 # Variables: CC (gcc or clang), BUILD (output dir), SAN (asan|ubsan|tsan).
 
@@ -69,7 +71,7 @@ PROGRAMS   := $(if $(wildcard broker/main.c),$(BUILD)/shma-broker) \
               $(if $(wildcard worker/demo.c),$(BUILD)/shma-demo)
 
 .PHONY: all lib programs tests benches check check-asan check-ubsan check-tsan check-valgrind \
-        check-symbols check-clang bench demo install deps clean
+        check-symbols check-clang bench demo install deps clean fuzz fuzz-bins
 
 all: lib programs tests benches
 
@@ -166,6 +168,30 @@ bench: deps benches
 demo: deps
 	$(MAKE) $(BUILD)/shma-broker $(BUILD)/shma-worker $(BUILD)/shma-demo
 	$(BUILD)/shma-demo
+
+# --- fuzzing -----------------------------------------------------------------
+# The harnesses and every library object they link are built by clang with
+# libFuzzer, ASan and UBSan, in their own build dir (a sub-make with
+# BUILD=$(FUZZ_BUILD)), so the normal build is untouched.  tests/fuzz/run.sh
+# runs each; it fails if any finds a crash (saved under $(FUZZ_BUILD)/crashes/).
+
+FUZZ_SECONDS ?= 30
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN     := $(FUZZ_SRC:%.c=$(BUILD)/%)
+
+fuzz: deps
+	$(MAKE) fuzz-bins BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) SAN= CFLAGS='-O1 -g' \
+	    SAN_CFLAGS='$(FUZZ_SAN)'
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+fuzz-bins: $(FUZZ_BIN)
+
+$(BUILD)/tests/fuzz/%: $(BUILD)/tests/fuzz/%.o $(TEST_LIBS)
+	$(CC) $(SAN_LDFLAGS) -o $@ $< $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS) -lm
 
 # --- install -----------------------------------------------------------------
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential clang pkg-config valgrind
       libzmq3-dev libjansson-dev libcmocka-dev liblmdb-dev
-      python3 python3-numpy)
+      python3 python3-numpy libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
