@@ -1,5 +1,6 @@
 /* jobs.c - job and result messages of shma-worker (see jobs.h). */
 #include "jobs.h"
+#include "why.h"
 
 #include <errno.h>
 #include <math.h>
@@ -9,21 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
-
-static int bad(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int bad(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why && whylen) {
-		va_start(ap, fmt);
-		vsnprintf(why, whylen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
 
 static bool name_char(char c)
 {
@@ -68,13 +54,13 @@ int job_parse(const char *text, size_t len, struct job *job, char *why, size_t w
 	memset(job, 0, sizeof(*job));
 	job->bins = 10;
 	if (len > JOB_MAX_BYTES)
-		return bad(why, whylen, "the job is %zu bytes long, more than %u", len, JOB_MAX_BYTES);
+		return why_invalid(why, whylen, "the job is %zu bytes long, more than %u", len, JOB_MAX_BYTES);
 	o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!o)
-		return bad(why, whylen, "the job is not JSON: %s (line %d, column %d)", jerr.text,
+		return why_invalid(why, whylen, "the job is not JSON: %s (line %d, column %d)", jerr.text,
 			   jerr.line, jerr.column);
 	if (!json_is_object(o)) {
-		bad(why, whylen, "a job is a JSON object");
+		why_invalid(why, whylen, "a job is a JSON object");
 		goto out;
 	}
 	if ((v = json_object_get(o, "id")))
@@ -84,31 +70,31 @@ int job_parse(const char *text, size_t len, struct job *job, char *why, size_t w
 			if (!strcmp(key, known[i]))
 				break;
 		if (i == sizeof(known) / sizeof(known[0])) {
-			bad(why, whylen, "unknown field \"%.40s\" (known: id, op, refs, axis, ddof, "
+			why_invalid(why, whylen, "unknown field \"%.40s\" (known: id, op, refs, axis, ddof, "
 			    "bins, range, factor, out)", key);
 			goto out;
 		}
 	}
 	s = json_string_value(json_object_get(o, "op"));
 	if (!s) {
-		bad(why, whylen, "\"op\" (a string) is missing");
+		why_invalid(why, whylen, "\"op\" (a string) is missing");
 		goto out;
 	}
 	if (ops_lookup(s, &job->op)) {
-		bad(why, whylen, "unknown op \"%.40s\" (known: sum, mean, min, max, std, histogram, "
+		why_invalid(why, whylen, "unknown op \"%.40s\" (known: sum, mean, min, max, std, histogram, "
 		    "scale, add, dot)", s);
 		goto out;
 	}
 	json_object_foreach(o, key, v) {
 		if (strcmp(key, "id") && strcmp(key, "op") && strcmp(key, "refs") &&
 		    !op_takes(job->op, key)) {
-			bad(why, whylen, "%s takes no \"%s\"", s, key);
+			why_invalid(why, whylen, "%s takes no \"%s\"", s, key);
 			goto out;
 		}
 	}
 	refs = json_object_get(o, "refs");
 	if (!json_is_array(refs) || json_array_size(refs) != ops_ninputs(job->op)) {
-		bad(why, whylen, "%s takes \"refs\": an array of %u ArrayRef%s", s,
+		why_invalid(why, whylen, "%s takes \"refs\": an array of %u ArrayRef%s", s,
 		    ops_ninputs(job->op), ops_ninputs(job->op) > 1 ? "s" : "");
 		goto out;
 	}
@@ -117,19 +103,19 @@ int job_parse(const char *text, size_t len, struct job *job, char *why, size_t w
 		int e;
 
 		if (!json_is_object(v)) {
-			bad(why, whylen, "refs[%zu]: an ArrayRef is a JSON object", i);
+			why_invalid(why, whylen, "refs[%zu]: an ArrayRef is a JSON object", i);
 			goto out;
 		}
 		t = json_dumps(v, JSON_COMPACT);
 		if (!t) {
-			bad(why, whylen, "out of memory");
+			why_invalid(why, whylen, "out of memory");
 			err = -ENOMEM;
 			goto out;
 		}
 		e = shma_ref_decode(t, strlen(t), &job->refs[i], reason, sizeof(reason));
 		free(t);
 		if (e) {
-			bad(why, whylen, "refs[%zu]: %s", i, reason);
+			why_invalid(why, whylen, "refs[%zu]: %s", i, reason);
 			goto out;
 		}
 	}
@@ -137,7 +123,7 @@ int job_parse(const char *text, size_t len, struct job *job, char *why, size_t w
 	if ((v = json_object_get(o, "axis"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < -SHMA_MAXDIM ||
 		    json_integer_value(v) >= SHMA_MAXDIM) {
-			bad(why, whylen, "\"axis\" must be an integer from %d to %d", -SHMA_MAXDIM,
+			why_invalid(why, whylen, "\"axis\" must be an integer from %d to %d", -SHMA_MAXDIM,
 			    SHMA_MAXDIM - 1);
 			goto out;
 		}
@@ -147,7 +133,7 @@ int job_parse(const char *text, size_t len, struct job *job, char *why, size_t w
 	if ((v = json_object_get(o, "ddof"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
 		    json_integer_value(v) > 1000000) {
-			bad(why, whylen, "\"ddof\" must be an integer from 0 to 1000000");
+			why_invalid(why, whylen, "\"ddof\" must be an integer from 0 to 1000000");
 			goto out;
 		}
 		job->ddof = (unsigned)json_integer_value(v);
@@ -155,7 +141,7 @@ int job_parse(const char *text, size_t len, struct job *job, char *why, size_t w
 	if ((v = json_object_get(o, "bins"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
 		    json_integer_value(v) > OPS_MAX_BINS) {
-			bad(why, whylen, "\"bins\" must be an integer from 1 to %d", OPS_MAX_BINS);
+			why_invalid(why, whylen, "\"bins\" must be an integer from 1 to %d", OPS_MAX_BINS);
 			goto out;
 		}
 		job->bins = (size_t)json_integer_value(v);
@@ -166,32 +152,32 @@ int job_parse(const char *text, size_t len, struct job *job, char *why, size_t w
 		    !number_ok(json_array_get(v, 1), &job->range[1]) ||
 		    !isfinite(job->range[0]) || !isfinite(job->range[1]) ||
 		    job->range[0] > job->range[1]) {
-			bad(why, whylen, "\"range\" must be [lo, hi], two numbers with lo <= hi");
+			why_invalid(why, whylen, "\"range\" must be [lo, hi], two numbers with lo <= hi");
 			goto out;
 		}
 		job->has_range = true;
 	}
 	if (job->op == OPS_SCALE) {
 		if (!number_ok(json_object_get(o, "factor"), &job->factor)) {
-			bad(why, whylen, "scale takes \"factor\", a number");
+			why_invalid(why, whylen, "scale takes \"factor\", a number");
 			goto out;
 		}
 	}
 	if ((v = json_object_get(o, "out"))) {
 		s = json_string_value(v);
 		if (!s || !*s || strlen(s) > JOB_NAME_MAX) {
-			bad(why, whylen, "\"out\" must be an array name of 1 to %d characters",
+			why_invalid(why, whylen, "\"out\" must be an array name of 1 to %d characters",
 			    JOB_NAME_MAX);
 			goto out;
 		}
 		for (const char *c = s; *c; c++)
 			if (!name_char(*c)) {
-				bad(why, whylen, "\"out\": array names are made of A-Z a-z 0-9 . _ - /");
+				why_invalid(why, whylen, "\"out\": array names are made of A-Z a-z 0-9 . _ - /");
 				goto out;
 			}
 		strcpy(job->out, s);
 		if (ops_is_reduction(job->op) && !job->has_axis) {
-			bad(why, whylen, "\"out\" is for array results: a reduction over the whole "
+			why_invalid(why, whylen, "\"out\" is for array results: a reduction over the whole "
 			    "array is a number (give \"axis\")");
 			goto out;
 		}
@@ -297,10 +283,10 @@ int job_result_parse(const char *text, size_t len, struct job_result *r, char *w
 	r->error = "";
 	o = json_loadb(text, len, 0, &jerr);
 	if (!o)
-		return bad(why, whylen, "the result is not JSON: %s", jerr.text);
+		return why_invalid(why, whylen, "the result is not JSON: %s", jerr.text);
 	if (!json_is_object(o) || !json_is_boolean(json_object_get(o, "ok"))) {
 		json_decref(o);
-		return bad(why, whylen, "a result is a JSON object with \"ok\"");
+		return why_invalid(why, whylen, "a result is a JSON object with \"ok\"");
 	}
 	r->root = o;
 	r->id = json_object_get(o, "id");
@@ -320,7 +306,7 @@ int job_result_parse(const char *text, size_t len, struct job_result *r, char *w
 		free(t);
 		if (err) {
 			job_result_clear(r);
-			return bad(why, whylen, "the result's ref: %s", err == -ENOMEM ? "out of memory"
+			return why_invalid(why, whylen, "the result's ref: %s", err == -ENOMEM ? "out of memory"
 									    : reason);
 		}
 		r->has_ref = true;

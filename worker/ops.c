@@ -16,6 +16,7 @@
  * The reductions then work on chunks of doubles that fit in the L1/L2 cache.
  */
 #include "ops.h"
+#include "why.h"
 
 #include <errno.h>
 #include <math.h>
@@ -59,21 +60,6 @@ unsigned ops_ninputs(enum ops_op op)
 	return op == OPS_ADD || op == OPS_DOT ? 2 : 1;
 }
 
-static int fail(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why && whylen) {
-		va_start(ap, fmt);
-		vsnprintf(why, whylen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 /* ---- element types ---------------------------------------------------------- */
 
 enum elt_code {
@@ -102,12 +88,12 @@ static int elt_parse(const char *dtype, struct elt *e, char *why, size_t whylen)
 	unsigned size;
 
 	if (strlen(dtype) < 3 || strlen(dtype) > 4)
-		return fail(why, whylen, "dtype \"%s\" is not a NumPy type string", dtype);
+		return why_invalid(why, whylen, "dtype \"%s\" is not a NumPy type string", dtype);
 	order = dtype[0];
 	kind = dtype[1];
 	size = (unsigned)atoi(dtype + 2);
 	if (kind == 'c')
-		return fail(why, whylen, "dtype %s: complex numbers are not supported", dtype);
+		return why_invalid(why, whylen, "dtype %s: complex numbers are not supported", dtype);
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		if (known[i].kind == kind && known[i].size == size) {
 			e->code = known[i].code;
@@ -116,7 +102,7 @@ static int elt_parse(const char *dtype, struct elt *e, char *why, size_t whylen)
 			e->intish = kind != 'f';
 			return 0;
 		}
-	return fail(why, whylen, "dtype \"%s\" is not supported", dtype);
+	return why_invalid(why, whylen, "dtype \"%s\" is not supported", dtype);
 }
 
 bool ops_dtype_ok(const char *dtype, char *why, size_t whylen)
@@ -578,7 +564,7 @@ static int acc_result(const struct acc *a, const struct elt *e, unsigned ddof,
 	out->n = a->n;
 	out->mean = NAN;
 	if ((a->op == OPS_MIN || a->op == OPS_MAX) && a->n == 0)
-		return fail(why, whylen, "zero-size array to reduction operation %s, which has no "
+		return why_invalid(why, whylen, "zero-size array to reduction operation %s, which has no "
 			    "identity", ops_name(a->op));
 	switch (a->op) {
 	case OPS_SUM:
@@ -610,7 +596,7 @@ static int acc_result(const struct acc *a, const struct elt *e, unsigned ddof,
 		out->value = a->n > ddof ? sqrt(a->m2 / (double)(a->n - ddof)) : NAN;
 		break;
 	default:
-		return fail(why, whylen, "%s is not a reduction", ops_name(a->op));
+		return why_invalid(why, whylen, "%s is not a reduction", ops_name(a->op));
 	}
 	return 0;
 }
@@ -623,9 +609,9 @@ static int check_view(const struct shma_view *v, struct elt *e, const char *what
 	char r[160];
 
 	if (v->ndim > SHMA_MAXDIM)
-		return fail(why, whylen, "%s: more than %d axes", what, SHMA_MAXDIM);
+		return why_invalid(why, whylen, "%s: more than %d axes", what, SHMA_MAXDIM);
 	if (elt_parse(v->dtype, e, r, sizeof(r)))
-		return fail(why, whylen, "%s: %s", what, r);
+		return why_invalid(why, whylen, "%s: %s", what, r);
 	return 0;
 }
 
@@ -651,7 +637,7 @@ int ops_reduce(enum ops_op op, const struct shma_view *v, unsigned ddof, struct 
 	int err;
 
 	if (!ops_is_reduction(op))
-		return fail(why, whylen, "%s is not a reduction", ops_name(op));
+		return why_invalid(why, whylen, "%s is not a reduction", ops_name(op));
 	err = check_view(v, &e, "input", why, whylen);
 	if (err)
 		return err;
@@ -774,17 +760,17 @@ int ops_reduce_axis(enum ops_op op, const struct shma_view *v, unsigned axis, un
 	int err;
 
 	if (!ops_is_reduction(op))
-		return fail(why, whylen, "%s is not a reduction", ops_name(op));
+		return why_invalid(why, whylen, "%s is not a reduction", ops_name(op));
 	err = check_view(v, &e, "input", why, whylen);
 	if (err)
 		return err;
 	if (axis >= v->ndim)
-		return fail(why, whylen, "axis %u is out of bounds for a view of %u dimension%s",
+		return why_invalid(why, whylen, "axis %u is out of bounds for a view of %u dimension%s",
 			    axis, v->ndim, v->ndim == 1 ? "" : "s");
 	len = v->shape[axis];
 	if (len == 0 && (op == OPS_MIN || op == OPS_MAX) &&
 	    ops_size_without_axis(v, axis) > 0)
-		return fail(why, whylen, "zero-size array to reduction operation %s, which has no "
+		return why_invalid(why, whylen, "zero-size array to reduction operation %s, which has no "
 			    "identity", ops_name(op));
 	for (unsigned i = axis + 1; i < v->ndim; i++)
 		inner *= v->shape[i];
@@ -858,14 +844,14 @@ int ops_histogram(const struct shma_view *v, size_t bins, const double *range,
 	if (err)
 		return err;
 	if (bins < 1 || bins > OPS_MAX_BINS)
-		return fail(why, whylen, "bins must be 1 to %d", OPS_MAX_BINS);
+		return why_invalid(why, whylen, "bins must be 1 to %d", OPS_MAX_BINS);
 	if (range) {
 		lo = range[0];
 		hi = range[1];
 		if (!isfinite(lo) || !isfinite(hi))
-			return fail(why, whylen, "the range [%g, %g] is not finite", lo, hi);
+			return why_invalid(why, whylen, "the range [%g, %g] is not finite", lo, hi);
 		if (lo > hi)
-			return fail(why, whylen, "the range's max (%g) must not be below its min (%g)",
+			return why_invalid(why, whylen, "the range's max (%g) must not be below its min (%g)",
 				    hi, lo);
 	} else {
 		/* the data's min and max, NaN ignored (NumPy refuses NaN here;
@@ -885,7 +871,7 @@ int ops_histogram(const struct shma_view *v, size_t bins, const double *range,
 		if (lo > hi) /* empty, or all NaN */
 			lo = 0, hi = 1;
 		if (!isfinite(lo) || !isfinite(hi))
-			return fail(why, whylen, "the data reach infinity: give a range");
+			return why_invalid(why, whylen, "the data reach infinity: give a range");
 	}
 	if (lo == hi) {
 		lo -= 0.5;
@@ -956,13 +942,13 @@ int ops_check_shapes(const struct shma_view *a, const char *an, const struct shm
 		return 0;
 	shape_str(a, sa, sizeof(sa));
 	shape_str(b, sb, sizeof(sb));
-	return fail(why, whylen, "shapes differ: %s %s, %s %s (no broadcasting)", an, sa, bn, sb);
+	return why_invalid(why, whylen, "shapes differ: %s %s, %s %s (no broadcasting)", an, sa, bn, sb);
 }
 
 static int check_out(const struct shma_view *out, char *why, size_t whylen)
 {
 	if (strcmp(out->dtype, "<f8"))
-		return fail(why, whylen, "the output must be float64 (<f8), not %s", out->dtype);
+		return why_invalid(why, whylen, "the output must be float64 (<f8), not %s", out->dtype);
 	return 0;
 }
 
@@ -1047,7 +1033,7 @@ int ops_dot(const struct shma_view *a, const struct shma_view *b, double *out, c
 	    (err = check_view(b, &eb, "second input", why, whylen)))
 		return err;
 	if (a->ndim != 1 || b->ndim != 1)
-		return fail(why, whylen, "dot takes two 1-D views (got %u-D and %u-D)", a->ndim,
+		return why_invalid(why, whylen, "dot takes two 1-D views (got %u-D and %u-D)", a->ndim,
 			    b->ndim);
 	if ((err = ops_check_shapes(a, "first input", b, "second input", why, whylen)))
 		return err;
