@@ -5,6 +5,7 @@
 #   make check-asan / check-ubsan / check-tsan
 #                   the same tests, built with a sanitizer in build/<san>/
 #   make check-valgrind  unit tests under valgrind memcheck
+#   make check-stress    the bank test (isolation under SIGKILL; SHMA_BANK_SECONDS)
 #   make bench      run the benchmarks (they print ratios to in-run baselines)
 #   make demo       the main job: broker, workers and a 1 GiB array handed out as ArrayRefs
 #   make install    PREFIX=/usr/local DESTDIR= : library, header, pkg-config, binaries
@@ -49,6 +50,8 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 INTEG_BIN := $(INTEG_SRC:%.c=$(BUILD)/%)
+STRESS_SRC := $(wildcard tests/stress/test_*.c)
+STRESS_BIN := $(STRESS_SRC:%.c=$(BUILD)/%)
 HARNESS_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/lib/*.c))
 CRASH_SRC := $(wildcard tests/crash/crash_*.c)
 CRASH_BIN := $(CRASH_SRC:%.c=$(BUILD)/%)
@@ -71,13 +74,13 @@ PROGRAMS   := $(if $(wildcard broker/main.c),$(BUILD)/shma-broker) \
               $(if $(wildcard worker/demo.c),$(BUILD)/shma-demo)
 
 .PHONY: all lib programs tests benches check check-asan check-ubsan check-tsan check-valgrind \
-        check-symbols check-clang bench demo install deps clean fuzz fuzz-bins
+        check-symbols check-clang check-stress bench demo install deps clean fuzz fuzz-bins
 
 all: lib programs tests benches
 
 lib: $(BUILD)/libshm.a $(BUILD)/libshm.so
 programs: $(PROGRAMS)
-tests: programs $(UNIT_BIN) $(INTEG_BIN) $(CRASH_BIN)
+tests: programs $(UNIT_BIN) $(INTEG_BIN) $(STRESS_BIN) $(CRASH_BIN)
 benches: $(BENCH_BIN)
 
 $(BUILD)/%.o: %.c
@@ -131,6 +134,9 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(TEST_LIBS)
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(TEST_LIBS)
 	$(CC) $(SAN_LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(TEST_LIBS) $(CMOCKA_LIBS) $(DEP_LIBS) $(LDLIBS) -lm
 
+$(BUILD)/tests/stress/%: $(BUILD)/tests/stress/%.o $(HARNESS_OBJ) $(TEST_LIBS)
+	$(CC) $(SAN_LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(TEST_LIBS) $(CMOCKA_LIBS) $(DEP_LIBS) $(LDLIBS) -lm
+
 $(BUILD)/tests/crash/%: $(BUILD)/tests/crash/%.o $(TEST_LIBS)
 	$(CC) $(SAN_LDFLAGS) -o $@ $< $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS)
 
@@ -143,6 +149,11 @@ check: deps
 	$(MAKE) all
 	$(MAKE) check-symbols
 	tests/run-tests.sh $(BUILD)
+
+# Long-running stress tests (the bank test: SHMA_BANK_SECONDS, default 5).
+check-stress: deps
+	$(MAKE) all
+	SHMA_STRESS=1 tests/run-tests.sh $(BUILD)
 
 check-asan check-ubsan check-tsan: deps
 	$(MAKE) tests BUILD=build/$(@:check-%=%) SAN=$(@:check-%=%)

@@ -60,6 +60,14 @@ for t in "$build"/tests/integration/test_*; do
 	case "$t" in *.o|*.d) continue;; esac
 	run "integration/$(basename "$t")" "${wrap[@]}" "$t"
 done
+# Stress tests only when asked (make check-stress): they run for a while.
+if [ "${SHMA_STRESS:-}" = 1 ]; then
+	for t in "$build"/tests/stress/test_*; do
+		[ -x "$t" ] && [ -f "$t" ] || continue
+		case "$t" in *.o|*.d) continue;; esac
+		run "stress/$(basename "$t")" "$t"
+	done
+fi
 # Crash tests fork the program that must die and check how it died; they are
 # not run under valgrind (which reports the deliberate crashes).
 for t in "$build"/tests/crash/crash_*; do

@@ -34,8 +34,9 @@
  * Environment: SHMA_BANK_SECONDS (default 5), SHMA_BANK_WORKERS (default 8),
  * SHMA_BANK_CHECKERS (default 2).
  */
-#include "itest.h"
+#include "../integration/itest.h"
 
+#include <execinfo.h>
 #include <inttypes.h>
 #include <sys/prctl.h>
 
@@ -82,6 +83,21 @@ static int report_fd = -1; /* write end, inherited by children */
 static int read_fd = -1;
 
 static pid_t test_pid; /* the test process (children must never tear down) */
+
+/* An exit of the test process other than cmocka's own, said out loud with
+ * where it came from (a CI run once saw exit 255 and nothing else). */
+static void say_exit(int status, void *arg)
+{
+	void *frames[32];
+	int n;
+
+	(void)arg;
+	if (getpid() != test_pid || status == 0)
+		return;
+	fprintf(stderr, "bank: the test process exits with status %d from:\n", status);
+	n = backtrace(frames, 32);
+	backtrace_symbols_fd(frames, n, 2);
+}
 
 static int teardown(void **state)
 {
@@ -592,6 +608,7 @@ static void test_bank(void **state)
 
 	(void)state;
 	test_pid = getpid();
+	on_exit(say_exit, NULL);
 	/* whatever happens, what was said gets out (stdout may be a pipe) */
 	setvbuf(stdout, NULL, _IONBF, 0);
 	assert_true(nworkers + ncheckers < MAX_CHILDREN / 2);
