@@ -144,7 +144,9 @@ int array_apply(struct shma_array *a, json_t *e);
 /* Drop every page (changes too); point the table at the current pool. */
 void array_reset(struct shma_array *a);
 /* Append a's changes to a commit: its JSON entry to arrs and its changed
- * pages to the data memfd at *data_off.  *nothing when a has no change. */
+ * pages to the data memfd at *data_off (advanced; *pages counts them).
+ * Appends nothing when a has no change; SHMA_ECONFLICT when a change of a's
+ * is already known to conflict (c->err says which). */
 int array_gather(struct shma_array *a, json_t *arrs, int data_fd, uint64_t *data_off,
 		 uint64_t *pages);
 /* After a successful commit: drop the committed private copies. */

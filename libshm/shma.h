@@ -401,9 +401,11 @@ int shma_create_tx(shma_conn *c, const char *name, const char *dtype, unsigned n
 /* Delete an array, committed at once as its own revision. */
 int shma_delete(shma_conn *c, const char *name, uint64_t *rev);
 
-/* Open an array as of the snapshot.  *out is owned: release with
- * shma_close() (which drops its uncommitted changes). */
+/* Open an array as of the snapshot (opening one already open on c returns
+ * the same handle, counted).  *out is owned: release with shma_close(). */
 int shma_open(shma_conn *c, const char *name, shma_array **out);
+/* Release a handle; the last release drops its uncommitted changes (an
+ * opened ArrayRef: unpins its revision) and unmaps it.  NULLs *ap. */
 void shma_close(shma_array **ap);
 
 struct shma_array_info {
@@ -566,7 +568,8 @@ int shma_ref_decode(const char *json, size_t len, struct shma_ref *out, char *wh
  * are never committed.
  *   SHMA_ENOTKEPT  the broker no longer keeps the revision (the message
  *                  names the retention); with SHMA_REF_HEAD the newest
- *                  revision is opened instead (view->... then shows it)
+ *                  revision is opened instead (shma_array_revision of
+ *                  *out tells which)
  *   SHMA_ESTORE    the broker at the socket is another store
  *   SHMA_EBADREF   the extent lies outside the array at that revision
  * *out is owned: release with shma_close(). */
