@@ -41,8 +41,9 @@ endif
 SAN_LDFLAGS := $(SAN_CFLAGS)
 
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
-# libshm's and the broker's dependencies.
-DEP_LIBS    := -ljansson -lzmq
+# libshm's dependencies; programs and tests add LMDB (the broker's durable store).
+LIBSHM_LIBS := -ljansson -lzmq
+DEP_LIBS    := $(LIBSHM_LIBS) -llmdb
 
 LIB_SRC   := $(wildcard libshm/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -93,7 +94,7 @@ $(BUILD)/libshm.a: $(LIB_OBJ)
 
 $(BUILD)/libshm.so: $(LIB_OBJ) libshm/libshm.map
 	$(CC) -shared -Wl,-soname,libshm.so.0 -Wl,--version-script=libshm/libshm.map \
-	    $(SAN_LDFLAGS) -o $@ $(LIB_OBJ) $(DEP_LIBS) $(LDLIBS)
+	    $(SAN_LDFLAGS) -o $@ $(LIB_OBJ) $(LIBSHM_LIBS) $(LDLIBS)
 
 $(BUILD)/broker/default_config.c: config/broker.json
 	@mkdir -p $(dir $@)
