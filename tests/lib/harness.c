@@ -64,51 +64,23 @@ static void rm_rf(const char *dir)
 		fprintf(stderr, "harness: could not remove %s\n", dir);
 }
 
-int harness_start(struct harness *h, const char *extra_json)
+/* Start the broker on h's configuration and wait until it accepts
+ * connections. */
+static int spawn(struct harness *h)
 {
-	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	char broker[PATH_MAX], cfgpath[300];
-	json_t *cfg, *extra;
-	json_error_t jerr;
-	int err;
+	int err = broker_path(broker, sizeof(broker));
 
-	memset(h, 0, sizeof(*h));
-	h->pid = -1;
-	err = broker_path(broker, sizeof(broker));
 	if (err) {
 		fprintf(stderr, "harness: shma-broker not found next to the test (set SHMA_BROKER)\n");
 		return err;
 	}
-	snprintf(h->dir, sizeof(h->dir), "%s/shma-test-XXXXXX", tmp);
-	if (!mkdtemp(h->dir))
-		return -errno;
-	snprintf(h->socket, sizeof(h->socket), "%s/run/broker.sock", h->dir);
-	snprintf(h->endpoint, sizeof(h->endpoint), "ipc://%s/run/inval.ipc", h->dir);
-	snprintf(h->log, sizeof(h->log), "%s/broker.log", h->dir);
 	snprintf(cfgpath, sizeof(cfgpath), "%s/broker.json", h->dir);
-
-	cfg = json_pack("{s:s+,s:s,s:s,s:s}", "runtime_dir", h->dir, "/run", "pool_size",
-			"256MiB", "block_size", "64KiB", "log_level", "debug");
-	if (extra_json) {
-		extra = json_loads(extra_json, 0, &jerr);
-		if (!extra) {
-			fprintf(stderr, "harness: bad extra config: %s\n", jerr.text);
-			json_decref(cfg);
-			return -EINVAL;
-		}
-		json_object_update(cfg, extra);
-		json_decref(extra);
-	}
-	err = json_dump_file(cfg, cfgpath, 0);
-	json_decref(cfg);
-	if (err)
-		return -EIO;
-
 	h->pid = fork();
 	if (h->pid < 0)
 		return -errno;
 	if (h->pid == 0) {
-		int fd = open(h->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 
 		if (fd >= 0)
 			dup2(fd, STDERR_FILENO);
@@ -135,6 +107,51 @@ int harness_start(struct harness *h, const char *extra_json)
 	fprintf(stderr, "harness: shma-broker did not come up; log %s\n", h->log);
 	harness_kill(h);
 	return -ETIMEDOUT;
+}
+
+int harness_start(struct harness *h, const char *extra_json)
+{
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char cfgpath[300];
+	json_t *cfg, *extra;
+	json_error_t jerr;
+	int err;
+
+	memset(h, 0, sizeof(*h));
+	h->pid = -1;
+	snprintf(h->dir, sizeof(h->dir), "%s/shma-test-XXXXXX", tmp);
+	if (!mkdtemp(h->dir))
+		return -errno;
+	snprintf(h->socket, sizeof(h->socket), "%s/run/broker.sock", h->dir);
+	snprintf(h->endpoint, sizeof(h->endpoint), "ipc://%s/run/inval.ipc", h->dir);
+	snprintf(h->log, sizeof(h->log), "%s/broker.log", h->dir);
+	snprintf(cfgpath, sizeof(cfgpath), "%s/broker.json", h->dir);
+
+	cfg = json_pack("{s:s+,s:s,s:s,s:s}", "runtime_dir", h->dir, "/run", "pool_size",
+			"256MiB", "block_size", "64KiB", "log_level", "debug");
+	if (extra_json) {
+		extra = json_loads(extra_json, 0, &jerr);
+		if (!extra) {
+			fprintf(stderr, "harness: bad extra config: %s\n", jerr.text);
+			json_decref(cfg);
+			return -EINVAL;
+		}
+		json_object_update(cfg, extra);
+		json_decref(extra);
+	}
+	err = json_dump_file(cfg, cfgpath, 0);
+	json_decref(cfg);
+	if (err)
+		return -EIO;
+
+	return spawn(h);
+}
+
+int harness_restart(struct harness *h)
+{
+	if (h->pid > 0 || !h->dir[0])
+		return -EINVAL;
+	return spawn(h);
 }
 
 static int wait_exit(pid_t pid, int timeout_ms, int *status)

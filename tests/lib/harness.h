@@ -2,8 +2,8 @@
  *
  * harness_start() makes a private temporary directory, writes a
  * configuration there (the caller's JSON fragment over a few defaults: the
- * runtime directory in the temporary one, a small pool, debug logging to
- * broker.log), starts build/.../shma-broker on it and waits until its
+ * runtime directory and the durable store's data directory in the temporary
+ * one, a small pool, debug logging to broker.log), starts build/.../shma-broker on it and waits until its
  * socket accepts connections.  harness_stop() sends SIGTERM, waits (SIGKILL
  * after a timeout), checks the socket file is gone and removes the
  * directory.  Nothing is left behind, nothing uses fixed global paths.
@@ -37,6 +37,9 @@ int harness_stop(struct harness *h, bool *socket_left);
 /* Kill it with SIGKILL and reap it (crash tests); the directory stays until
  * harness_stop or harness_cleanup. */
 void harness_kill(struct harness *h);
+/* Start the broker again on the same directory and configuration (after
+ * harness_kill): it recovers from the store in <dir>/data.  0 or -errno. */
+int harness_restart(struct harness *h);
 /* Remove the directory (after harness_kill). */
 void harness_cleanup(struct harness *h);
 
