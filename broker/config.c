@@ -7,7 +7,8 @@
  * default, the one in config/broker.json.  The merged tree is then validated
  * in one pass, and the paths are resolved (runtime_dir, socket.path, publish,
  * data_dir).  Nothing outside the process is touched: no directory is
- * created, no file opened except the configuration file itself.
+ * created, no file opened except the configuration file itself; the
+ * environment (XDG_RUNTIME_DIR, XDG_STATE_HOME, HOME) is only read.
  *
  * jansson does not record where a value was.  When a value is rejected, a
  * small scanner over the user's text finds its key again by its path
@@ -66,7 +67,8 @@ struct raw {
 	const char *runtime_dir; /* NULL: from the environment */
 	const char *socket_path;
 	const char *publish; /* NULL: ipc:// under runtime_dir */
-	const char *data_dir;
+	const char *data_dir; /* a path, or NULL: null (per user) or false */
+	bool data_dir_memory; /* data_dir was false: memory only */
 };
 
 /* --- locating keys in the text -------------------------------------------- */
@@ -987,6 +989,45 @@ static int load_log_level(struct loader *ld, json_t *root, struct broker_config 
 			   "\"%s\" is not a log level (error, warn, info or debug)", s);
 }
 
+/* data_dir: a path, null (the per-user default, resolved later) or false
+ * (memory only). */
+static int load_data_dir(struct loader *ld, json_t *root, struct raw *raw)
+{
+	json_t *v;
+	int err;
+
+	err = member(ld, root, "data_dir", &v);
+	if (err)
+		return err;
+	if (json_is_false(v)) {
+		raw->data_dir_memory = true;
+	} else if (json_is_string(v)) {
+		if (json_string_length(v) == 0)
+			return fail(ld, "must not be empty (false keeps data in memory only)");
+		raw->data_dir = json_string_value(v);
+	} else if (!json_is_null(v)) {
+		return fail(ld, "expected a directory (string), null or false, got %s",
+			    json_kind(v));
+	}
+	leave(ld);
+	return 0;
+}
+
+static int load_store(struct loader *ld, json_t *root, struct broker_config *c)
+{
+	const char *s;
+	int err;
+
+	err = get_string(ld, root, "durability", false, &s);
+	if (err)
+		return err;
+	if (strcmp(s, "sync") && strcmp(s, "async"))
+		return fail_member(ld, "durability", "\"%s\" is not a durability (sync or async)",
+				   s);
+	c->durability_async = !strcmp(s, "async");
+	return get_size(ld, root, "store_size", MiB, TiB, &c->store_size);
+}
+
 /* --- resolving paths ------------------------------------------------------ */
 
 /* dir/name, without doubling a trailing slash of dir; NULL if out of memory. */
@@ -1050,6 +1091,22 @@ static int resolve_runtime_dir(const struct raw *raw, char **out)
 	return 0;
 }
 
+/* The per-user store directory data_dir null stands for (malloc'd): under
+ * $XDG_STATE_HOME, else $HOME/.local/state; relative values are invalid (XDG
+ * spec) and ignored.  -ENOENT if neither is usable. */
+static int state_dir(char **out)
+{
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+
+	if (xdg && xdg[0] == '/')
+		*out = path_join(xdg, "shma");
+	else if (home && home[0] == '/')
+		*out = path_join(home, ".local/state/shma");
+	else
+		return -ENOENT;
+	return *out ? 0 : -ENOMEM;
+}
+
 static int resolve(struct loader *ld, const struct raw *raw, struct broker_config *c)
 {
 	const char *ipc;
@@ -1085,8 +1142,19 @@ static int resolve(struct loader *ld, const struct raw *raw, struct broker_confi
 				   "endpoint holds at most %zu", c->publish, strlen(ipc),
 				   SUN_PATH_MAX);
 
-	if (!raw->data_dir)
+	if (raw->data_dir_memory)
 		return 0;
+	if (!raw->data_dir) {
+		err = state_dir(&c->data_dir);
+		if (err == -ENOMEM)
+			return fail_nomem(ld);
+		if (err)
+			return fail_member(ld, "data_dir", "null stands for $XDG_STATE_HOME/shma or "
+					   "$HOME/.local/state/shma, but neither variable is an "
+					   "absolute path: set data_dir to a directory (or to "
+					   "false to keep data in memory only)");
+		return 0;
+	}
 	if (raw->data_dir[0] == '/') {
 		c->data_dir = strdup(raw->data_dir);
 		return c->data_dir ? 0 : fail_nomem(ld);
@@ -1107,7 +1175,7 @@ static int apply(struct loader *ld, json_t *root, struct broker_config *c)
 {
 	static const char *const keys[] = {
 		"runtime_dir", "socket", "publish", "pool_size", "block_size", "retention",
-		"limits", "access", "log_level", "data_dir", NULL,
+		"limits", "access", "log_level", "data_dir", "durability", "store_size", NULL,
 	};
 	struct raw raw = { 0 };
 	int err;
@@ -1144,7 +1212,10 @@ static int apply(struct loader *ld, json_t *root, struct broker_config *c)
 	err = load_log_level(ld, root, c);
 	if (err)
 		goto out;
-	err = get_string(ld, root, "data_dir", true, &raw.data_dir);
+	err = load_data_dir(ld, root, &raw);
+	if (err)
+		goto out;
+	err = load_store(ld, root, c);
 	if (err)
 		goto out;
 	err = resolve(ld, &raw, c);

@@ -37,7 +37,9 @@ struct broker_config {
 	uint64_t max_commit_bytes; /* page data in one commit */
 	struct id_list rw_uids, rw_gids, ro_uids, ro_gids; /* access control */
 	enum log_level log_level;
-	char *data_dir; /* durable store directory, or NULL: in memory only */
+	char *data_dir; /* durable store directory (absolute), or NULL: memory only */
+	bool durability_async; /* commits acknowledged before fsync (the store syncs ~1/s) */
+	uint64_t store_size;   /* bytes the store's file may hold, 1 MiB .. 1 TiB */
 };
 
 struct config_error {
@@ -54,7 +56,9 @@ extern const char config_default_json[];
  * with config_free) and returns 0; on failure returns -EINVAL (or -errno for
  * a file that cannot be read, -ENOMEM) with *err filled and *cfg untouched.
  * Environment: runtime_dir defaults to $XDG_RUNTIME_DIR/shma if that is set,
- * else /tmp/shma-<uid>. */
+ * else /tmp/shma-<uid>; data_dir (null in the configuration) to
+ * $XDG_STATE_HOME/shma if that is set, else $HOME/.local/state/shma, else the
+ * load fails (only absolute values of these variables count). */
 int config_load_file(const char *path, struct broker_config *cfg, struct config_error *err);
 int config_load_text(const char *text, size_t len, const char *source,
 		     struct broker_config *cfg, struct config_error *err);

@@ -4,7 +4,9 @@
  *
  * 1. Makes a temporary directory and starts shma-broker (found next to this
  *    program) on its embedded default configuration, with XDG_RUNTIME_DIR
- *    pointing into the directory.
+ *    set to the directory and XDG_STATE_HOME to its subdirectory state/: the
+ *    broker's socket and its durable store are both in there, never in the
+ *    user's home.
  * 2. Creates a float64 array of --size bytes (default 1 GiB), fills it with
  *    deterministic values and commits it.
  * 3. Starts N shma-worker processes (PULL jobs from our PUSH, PUSH results to
@@ -180,24 +182,27 @@ static void on_signal(int sig)
 
 /* ---- children ---------------------------------------------------------------------- */
 
-/* environ with XDG_RUNTIME_DIR=dir (built before fork: setenv is not
- * async-signal-safe). */
+/* environ with XDG_RUNTIME_DIR=dir and XDG_STATE_HOME=dir/state (built
+ * before fork: setenv is not async-signal-safe). */
 static char **child_env(void)
 {
-	static char xdg[PATH_MAX + 32];
+	static char xdg[PATH_MAX + 32], state[PATH_MAX + 32];
 	size_t n = 0, k = 0;
 	char **env;
 
 	while (environ[n])
 		n++;
-	env = calloc(n + 2, sizeof(*env));
+	env = calloc(n + 3, sizeof(*env));
 	if (!env)
 		die("out of memory");
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "XDG_RUNTIME_DIR=", 16))
+		if (strncmp(environ[i], "XDG_RUNTIME_DIR=", 16) &&
+		    strncmp(environ[i], "XDG_STATE_HOME=", 15))
 			env[k++] = environ[i];
 	snprintf(xdg, sizeof(xdg), "XDG_RUNTIME_DIR=%s", D.dir);
+	snprintf(state, sizeof(state), "XDG_STATE_HOME=%s/state", D.dir);
 	env[k++] = xdg;
+	env[k++] = state;
 	env[k] = NULL;
 	return env;
 }
@@ -699,7 +704,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	printf("shma demo: a %s float64 array (%" PRIu64 " values), %u workers, %u slices\n",
 	       human((double)size, hb, sizeof(hb)), n, nworkers, k);
-	printf("  temporary directory %s (XDG_RUNTIME_DIR of the broker and workers)\n", D.dir);
+	printf("  temporary directory %s (XDG_RUNTIME_DIR of the broker and workers; "
+	       "the broker's store in state/)\n", D.dir);
 	env = child_env();
 	{
 		char prog[PATH_MAX + 32];

@@ -21,6 +21,10 @@
 #define GiB (UINT64_C(1) << 30)
 #define TiB (UINT64_C(1) << 40)
 
+/* main sets XDG_STATE_HOME to this, so that data_dir null resolves the same
+ * way everywhere; tests that change it put it back. */
+#define STATE_HOME "/var/tmp/shma-test-state"
+
 static int load(const char *text, struct broker_config *cfg, struct config_error *err)
 {
 	return config_load_text(text, strlen(text), "test.json", cfg, err);
@@ -84,7 +88,9 @@ static void check_defaults(const struct broker_config *cfg)
 	assert_int_equal(cfg->ro_uids.n, 0);
 	assert_int_equal(cfg->ro_gids.n, 0);
 	assert_int_equal(cfg->log_level, LOG_INFO);
-	assert_null(cfg->data_dir);
+	assert_string_equal(cfg->data_dir, STATE_HOME "/shma");
+	assert_false(cfg->durability_async);
+	assert_int_equal(cfg->store_size, 64 * GiB);
 }
 
 static void test_default_xdg(void **state)
@@ -155,7 +161,9 @@ static const char custom[] =
 	"  \"access\": { \"rw_uids\": [1000, \"root\"], \"rw_gids\": [],\n"
 	"              \"ro_uids\": [4294967294], \"ro_gids\": [5, 6] },\n"
 	"  \"log_level\": \"debug\",\n"
-	"  \"data_dir\": \"data\"\n"
+	"  \"data_dir\": \"data\",\n"
+	"  \"durability\": \"async\",\n"
+	"  \"store_size\": \"2GiB\"\n"
 	"}\n";
 
 static void test_custom_file(void **state)
@@ -190,6 +198,8 @@ static void test_custom_file(void **state)
 	assert_int_equal(cfg.ro_gids.ids[0], 5);
 	assert_int_equal(cfg.ro_gids.ids[1], 6);
 	assert_int_equal(cfg.log_level, LOG_DEBUG);
+	assert_true(cfg.durability_async);
+	assert_int_equal(cfg.store_size, 2 * GiB);
 	/* relative to the file's directory */
 	tmp = realpath("/tmp", NULL);
 	assert_non_null(tmp);
@@ -281,6 +291,135 @@ static void test_sizes(void **state)
 	check_error("{\"pool_size\": \"1020KiB\"}", 1, 2, "pool_size", "out of range");
 }
 
+/* Set (value) or unset (NULL) an environment variable. */
+static void set_env(const char *name, const char *value)
+{
+	if (value)
+		assert_int_equal(setenv(name, value, 1), 0);
+	else
+		assert_int_equal(unsetenv(name), 0);
+}
+
+/* data_dir is a path, false (memory only) or null: the per-user state
+ * directory, from the environment. */
+static void test_data_dir(void **state)
+{
+	static const char *const no_xdg[] = { NULL, "", "relative/state" };
+	struct broker_config cfg;
+	struct config_error err;
+	char *home, *cwd, want[PATH_MAX + 16];
+	size_t i;
+
+	(void)state;
+	home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+
+	/* null: $XDG_STATE_HOME/shma (a trailing slash dropped) */
+	set_env("XDG_STATE_HOME", "/xdg/state/");
+	set_env("HOME", "/home/someone");
+	assert_int_equal(load("{\"data_dir\": null}", &cfg, &err), 0);
+	assert_string_equal(cfg.data_dir, "/xdg/state/shma");
+	config_free(&cfg);
+
+	/* XDG_STATE_HOME unset, empty or relative: $HOME/.local/state/shma */
+	for (i = 0; i < sizeof(no_xdg) / sizeof(no_xdg[0]); i++) {
+		set_env("XDG_STATE_HOME", no_xdg[i]);
+		assert_int_equal(load("{}", &cfg, &err), 0);
+		assert_string_equal(cfg.data_dir, "/home/someone/.local/state/shma");
+		config_free(&cfg);
+	}
+
+	/* neither usable: an error naming data_dir, located if the user wrote it */
+	set_env("HOME", NULL);
+	check_error("{}", 0, 0, "data_dir", "set data_dir to a directory (or to false");
+	set_env("HOME", "home/someone");
+	check_error("{\n  \"data_dir\": null\n}", 2, 3, "data_dir",
+		    "neither variable is an absolute path");
+
+	/* false: memory only, whatever the environment */
+	assert_int_equal(load("{\"data_dir\": false}", &cfg, &err), 0);
+	assert_null(cfg.data_dir);
+	config_free(&cfg);
+
+	/* a path: absolute as it is; relative from the current directory (text) */
+	assert_int_equal(load("{\"data_dir\": \"/srv/shma\"}", &cfg, &err), 0);
+	assert_string_equal(cfg.data_dir, "/srv/shma");
+	config_free(&cfg);
+	assert_int_equal(load("{\"data_dir\": \"state\"}", &cfg, &err), 0);
+	cwd = getcwd(NULL, 0);
+	assert_non_null(cwd);
+	snprintf(want, sizeof(want), "%s/state", cwd);
+	assert_string_equal(cfg.data_dir, want);
+	free(cwd);
+	config_free(&cfg);
+
+	/* anything else */
+	check_error("{\"data_dir\": true}", 1, 2, "data_dir",
+		    "expected a directory (string), null or false, got true");
+	check_error("{\"data_dir\": 0}", 1, 2, "data_dir", "got an integer");
+	check_error("{\"data_dir\": {}}", 1, 2, "data_dir", "got an object");
+	check_error("{\"data_dir\": \"\"}", 1, 2, "data_dir", "must not be empty");
+
+	set_env("HOME", home);
+	set_env("XDG_STATE_HOME", STATE_HOME);
+	free(home);
+}
+
+static void test_durability(void **state)
+{
+	struct broker_config cfg;
+	struct config_error err;
+
+	(void)state;
+	assert_int_equal(load("{\"durability\": \"async\"}", &cfg, &err), 0);
+	assert_true(cfg.durability_async);
+	config_free(&cfg);
+	assert_int_equal(load("{\"durability\": \"sync\"}", &cfg, &err), 0);
+	assert_false(cfg.durability_async);
+	config_free(&cfg);
+
+	check_error("{\n  \"durability\": \"fsync\"\n}", 2, 3, "durability",
+		    "\"fsync\" is not a durability (sync or async)");
+	check_error("{\"durability\": \"Async\"}", 1, 2, "durability", "is not a durability");
+	check_error("{\"durability\": \"\"}", 1, 2, "durability", "must not be empty");
+	check_error("{\"durability\": true}", 1, 2, "durability", "expected a string, got true");
+	check_error("{\"durability\": null}", 1, 2, "durability", "expected a string, got null");
+}
+
+static void test_store_size(void **state)
+{
+	static const struct {
+		const char *text;
+		uint64_t bytes;
+	} ok[] = {
+		{ "\"1MiB\"", MiB },	      { "1048576", MiB },	 { "\"1536 MiB\"", 1536 * MiB },
+		{ "\"64GiB\"", 64 * GiB },  { "\"1024G\"", TiB },	 { "\"1TiB\"", TiB },
+		{ "1048577", MiB + 1 },
+	};
+	struct broker_config cfg;
+	struct config_error err;
+	char text[128];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snprintf(text, sizeof(text), "{ \"store_size\": %s }", ok[i].text);
+		assert_int_equal(load(text, &cfg, &err), 0);
+		assert_int_equal(cfg.store_size, ok[i].bytes);
+		config_free(&cfg);
+	}
+	check_error("{\n  \"store_size\": \"1020KiB\"\n}", 2, 3, "store_size",
+		    "1020 KiB is out of range (1 MiB to 1 TiB)");
+	check_error("{\"store_size\": 1048575}", 1, 2, "store_size", "out of range");
+	check_error("{\"store_size\": \"2TiB\"}", 1, 2, "store_size", "out of range");
+	check_error("{\"store_size\": 1099511627777}", 1, 2, "store_size",
+		    "1099511627777 bytes is out of range");
+	check_error("{\"store_size\": \"64GB\"}", 1, 2, "store_size", "is not a size");
+	check_error("{\"store_size\": \"1.5GiB\"}", 1, 2, "store_size", "is not a size");
+	check_error("{\"store_size\": -1}", 1, 2, "store_size", "must not be negative");
+	check_error("{\"store_size\": null}", 1, 2, "store_size", "expected a size");
+	check_error("{\"store_size\": 65536.0}", 1, 2, "store_size", "got a real number");
+}
+
 static void test_syntax_errors(void **state)
 {
 	struct broker_config cfg, before;
@@ -327,6 +466,10 @@ static void test_unknown_keys(void **state)
 	(void)state;
 	check_error("{\n  \"pool_size\": \"4GiB\",\n  \"pool\": 1\n}", 3, 3, "pool",
 		    "unknown key");
+	check_error("{\"store\": {}}", 1, 2, "store",
+		    "unknown key (known here: runtime_dir, socket, publish, pool_size, "
+		    "block_size, retention, limits, access, log_level, data_dir, durability, "
+		    "store_size)");
 	check_error("{\n  \"socket\": {\n    \"mode\": \"0600\",\n    \"owner\": 0\n  }\n}", 4, 5,
 		    "socket.owner", "unknown key (known here: path, mode, group)");
 	check_error("{\"retention\": {\"revisions\": 2, \"Seconds\": 1}}", 1, 32,
@@ -366,7 +509,8 @@ static void test_wrong_types(void **state)
 	check_error("{\"access\": {\"ro_uids\": [0, 1.5]}}", 1, 28, "access.ro_uids[1]",
 		    "expected a user id (integer) or name (string), got a real number");
 	check_error("{\"log_level\": 3}", 1, 2, "log_level", "expected a string");
-	check_error("{\"data_dir\": []}", 1, 2, "data_dir", "expected a string or null");
+	check_error("{\"data_dir\": []}", 1, 2, "data_dir",
+		    "expected a directory (string), null or false, got an array");
 	check_error("{\"publish\": 5555}", 1, 2, "publish", "expected a string or null");
 }
 
@@ -594,6 +738,9 @@ int main(void)
 		cmocka_unit_test(test_custom_file),
 		cmocka_unit_test(test_partial_and_paths),
 		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_data_dir),
+		cmocka_unit_test(test_durability),
+		cmocka_unit_test(test_store_size),
 		cmocka_unit_test(test_syntax_errors),
 		cmocka_unit_test(test_unknown_keys),
 		cmocka_unit_test(test_wrong_types),
@@ -604,5 +751,7 @@ int main(void)
 		cmocka_unit_test(test_out_of_memory),
 	};
 
+	if (setenv("XDG_STATE_HOME", STATE_HOME, 1))
+		return 1;
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
