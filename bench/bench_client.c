@@ -5,11 +5,12 @@
  *   bench_client [-r ROUNDS] [-s SIZE_MIB] [-p PROCS]
  *
  * Starts a real broker (tests/lib/harness) with 2 MiB blocks, a pool of
- * three times the array, retention of 2 revisions and 0 seconds.  A child
- * creates an array of SIZE_MIB MiB of <f8 (default 1 GiB, 134217728
- * elements), writes every element through the client and commits it, so
- * every block and every 4 KiB page holds data (no holes; checked from the
- * commit's page count and the block table of the committed revision).
+ * three times the array, retention of 2 revisions and 0 seconds, memory only
+ * (data_dir false: the figures are the pool's, and no store outlives the
+ * run).  A child creates an array of SIZE_MIB MiB of <f8 (default 1 GiB,
+ * 134217728 elements), writes every element through the client and commits
+ * it, so every block and every 4 KiB page holds data (no holes; checked from
+ * the commit's page count and the block table of the committed revision).
  * Every measurement then runs in a fresh process (fork of this small
  * parent, which holds no libshm state), and checks what it read: the sum of
  * all elements, or the first element of each block.
@@ -295,7 +296,8 @@ static int start_broker(struct bench *b)
 	snprintf(cfg, sizeof(cfg),
 		 "{\"pool_size\":\"%" PRIu64 "MiB\",\"block_size\":\"2MiB\","
 		 "\"retention\":{\"revisions\":2,\"seconds\":0},"
-		 "\"limits\":{\"commit_bytes\":\"%" PRIu64 "MiB\"},\"log_level\":\"info\"}",
+		 "\"limits\":{\"commit_bytes\":\"%" PRIu64 "MiB\"},\"log_level\":\"info\","
+		 "\"data_dir\":false}",
 		 pool, commit);
 	err = harness_start(&b->h, cfg);
 	if (err)

@@ -5,7 +5,8 @@
  *
  * Starts a real broker (tests/lib/harness) with 2 MiB blocks, a pool large
  * enough for three versions of the data, retention of 2 revisions and 0
- * seconds, and talks to it with the raw protocol client.
+ * seconds, memory only (data_dir false: these are the pool's figures, and no
+ * store outlives the run), and talks to it with the raw protocol client.
  *
  * (1) Throughput.  An array of SIZE_MIB MiB of <f8.  Every round changes
  *     every page of every block: the client writes SIZE_MIB MiB of page data
@@ -160,7 +161,8 @@ static int start_broker(struct bench *b)
 	snprintf(cfg, sizeof(cfg),
 		 "{\"pool_size\":\"%" PRIu64 "MiB\",\"block_size\":\"2MiB\","
 		 "\"retention\":{\"revisions\":2,\"seconds\":0},"
-		 "\"limits\":{\"commit_bytes\":\"%" PRIu64 "MiB\"},\"log_level\":\"info\"}",
+		 "\"limits\":{\"commit_bytes\":\"%" PRIu64 "MiB\"},\"log_level\":\"info\","
+		 "\"data_dir\":false}",
 		 pool, commit);
 	err = harness_start(&b->h, cfg);
 	if (err)

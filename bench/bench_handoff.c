@@ -4,10 +4,11 @@
  *   bench_handoff [-n ITER] [-r ROUNDS]
  *
  * Starts a real broker (tests/lib/harness) with a 3 GiB pool and 2 MiB
- * blocks.  This process is the producer: it creates and commits two <f8
- * arrays, "h1m" (1 MiB, every element written) and "h1g" (1 GiB: one element
- * per block written, so every block is committed and has a slot), and makes
- * refs of both, whole.  The consumer is a fork()ed process with its own
+ * blocks, memory only (data_dir false: no store outlives the run).  This
+ * process is the producer: it creates and commits two <f8 arrays, "h1m"
+ * (1 MiB, every element written) and "h1g" (1 GiB: one element per block
+ * written, so every block is committed and has a slot), and makes refs of
+ * both, whole.  The consumer is a fork()ed process with its own
  * connections.  They talk over ZeroMQ ipc:// endpoints in the broker's
  * temporary directory: producer PUSH -> consumer PULL for requests,
  * consumer PUSH -> producer PULL for replies.  Every figure is a round trip
@@ -267,7 +268,7 @@ static int start(struct bench *b)
 	int err, tmo = TIMEOUT_MS, linger = 0;
 
 	err = harness_start(&b->h, "{\"pool_size\":\"3GiB\",\"block_size\":\"2MiB\","
-				    "\"log_level\":\"info\"}");
+				    "\"log_level\":\"info\",\"data_dir\":false}");
 	if (err)
 		return fail("harness_start: %s", strerror(-err));
 	b->started = true;
