@@ -78,6 +78,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_report.h"
 #include "harness.h"
 #include "shma.h"
 
@@ -1264,6 +1265,22 @@ static void report(const struct bench *b, struct result *res[K_NR], const struct
 	print_ratio("readers + broker Pss, MiB", (p->sum_kb + p->broker.pss_kb) / 1024, mib,
 		    "vs array");
 	print_info("slowest reader's full read, s", p->read_s_max, "all at once");
+
+	/* the figures with goals, for the report (bench/run.sh) */
+	bench_report("client", "(1) cold read, fresh process, vs malloc'd buffer", "GiB/s", cold,
+		     mcold, '>', GOAL_COLD);
+	bench_report("client", "(2) warm read vs malloc'd buffer", "GiB/s", warm, mwarm, '>',
+		     GOAL_WARM);
+	bench_report("client", "(3) fault per 2 MiB block vs bare handler on a memfd", "us",
+		     fault, rfault, '<', GOAL_FAULT);
+	{
+		char name[80];
+
+		snprintf(name, sizeof(name), "(4) summed Pss of %zu readers vs the array", b->procs);
+		bench_report("client", name, "MiB", p->sum_kb / 1024, mib, '<', GOAL_PSS);
+	}
+	bench_report("client", "readers' + broker's Pss vs the array", "MiB",
+		     (p->sum_kb + p->broker.pss_kb) / 1024, mib, 0, 0);
 }
 
 /* ---- main ------------------------------------------------------------------------ */

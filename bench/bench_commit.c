@@ -53,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_report.h"
 #include "harness.h"
 
 #define DEF_ROUNDS 5
@@ -596,6 +597,13 @@ static int throughput(struct bench *b)
 	print_ratio("client memfd write + commit", med[2], med[0], 0);
 	print_ratio("client memfd write alone", med[3], med[0], 0);
 	print_ratio("commit, warm-up (pool memory untouched)", median(cold, nwarm), med[0], 0);
+	bench_report("commit", "commit round trip, data fd ready, vs memcpy", "MB/s", med[1],
+		     med[0], '>', GOAL_RATIO);
+	bench_report("commit", "client memfd write + commit vs memcpy", "MB/s", med[2], med[0],
+		     0, 0);
+	bench_report("commit", "client memfd write alone vs memcpy", "MB/s", med[3], med[0], 0, 0);
+	bench_report("commit", "commit in warm-up (pool memory untouched) vs memcpy", "MB/s",
+		     median(cold, nwarm), med[0], 0, 0);
 	if (med[4] >= 0)
 		printf("broker on-CPU time per commit (median): %.1f ms = %.0f MB/s\n",
 		       med[4] * 1e3, (double)b->size / med[4] / 1e6);
@@ -768,6 +776,23 @@ static int granularity(struct bench *b)
 	printf("%-48s %12.2f %8s  %s\n", "commit round trip, ms", (t1 - t0) * 1e3, "-",
 	       "(info)");
 	printf("content: every new slot = old block + the changed byte; old slots intact\n");
+	{
+		char what[96];
+
+		snprintf(what, sizeof(what), "1 byte changed in each of %d blocks: pages sent",
+			 GRAN_BLOCKS);
+		bench_report("commit", what, "pages", (double)sent_pages, NAN, '<', GOAL_PAGES);
+		if (have_rchar) {
+			snprintf(what, sizeof(what),
+				 "1 byte changed in each of %d blocks: pages the broker read",
+				 GRAN_BLOCKS);
+			bench_report("commit", what, "pages", (double)((rchar1 - rchar0) / PAGE),
+				     NAN, '<', GOAL_PAGES);
+		}
+		snprintf(what, sizeof(what), "1 byte changed in each of %d blocks: commit round trip",
+			 GRAN_BLOCKS);
+		bench_report("commit", what, "ms", (t1 - t0) * 1e3, NAN, 0, 0);
+	}
 	ret = 0;
 out:
 	json_decref(r);

@@ -52,6 +52,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "bench_report.h"
 #include "harness.h"
 #include "shma.h"
 
@@ -592,6 +593,16 @@ static void report(struct bench *b)
 	row("1 GiB of bytes through ipc / handoff 1 GiB", bytes_us, h1g, bytes_us / h1g,
 	    ratio_goal, bytes_us / h1g >= GOAL_BYTES ? "ok" : "MISSED");
 	row("handoff 1 element of 1 GiB / bare", elem, bare, elem / bare, "(info)", "-");
+
+	/* the same figures, for the report (bench/run.sh) */
+	bench_report("handoff", "handoff 1 MiB round trip vs bare 64 B ipc round trip", "us", h1m,
+		     bare, '<', GOAL_BARE);
+	bench_report("handoff", "handoff 1 GiB round trip vs bare 64 B ipc round trip", "us", h1g,
+		     bare, '<', GOAL_BARE);
+	bench_report("handoff", "handoff 1 GiB vs handoff 1 MiB", "us", h1g, h1m, '<', GOAL_SIZE);
+	bench_report("handoff", "1 GiB of bytes through ipc vs handoff 1 GiB", "us", bytes_us, h1g,
+		     '>', GOAL_BYTES);
+	bench_report("handoff", "handoff 1 element of 1 GiB vs bare", "us", elem, bare, 0, 0);
 }
 
 /* ---- main ------------------------------------------------------------------------- */
