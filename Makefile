@@ -175,7 +175,7 @@ check-clang:
 	$(MAKE) all BUILD=build/clang CC=clang
 
 bench: deps benches
-	bench/run.sh $(BUILD)
+	bench/run.sh $(BUILD) $(BENCH_REPORT)
 
 demo: deps
 	$(MAKE) $(BUILD)/shma-broker $(BUILD)/shma-worker $(BUILD)/shma-demo
