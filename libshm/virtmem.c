@@ -19,6 +19,9 @@ static pthread_cond_t vm_cond = PTHREAD_COND_INITIALIZER;
  * access from a signal handler that interrupted libshm, and would deadlock. */
 static __thread bool vm_held __attribute__((tls_model("initial-exec")));
 
+/* Set in the read-ahead helper thread (see below). */
+static __thread bool in_readahead __attribute__((tls_model("initial-exec")));
+
 /* Registry of mappings, sorted by address, for the fault path's lookup. */
 static struct shma_mapping **vmas;
 static size_t nvmas, capvmas;
@@ -428,7 +431,12 @@ static void page_mark_stored(struct page *p)
 
 /* Make block blk of fh available: returns it LOADED or DIRTY, loading it if
  * needed.  Called and returns with the lock held; releases it around the
- * callback and while waiting for another thread's load. */
+ * callback and while waiting for another thread's load.
+ *
+ * The read-ahead thread never waits for another thread's load: it would come
+ * back to fh after the wait, and nothing keeps fh alive meanwhile (the owner
+ * may close it as soon as its own load is done: shma_fileh_close waits for
+ * loads running, not for waiters).  Its own load is safe: close waits for it. */
 static int page_get(struct shma_fileh *fh, uint64_t blk, struct page **out)
 {
 	struct shma_file *f = fh->file;
@@ -440,6 +448,8 @@ retry:
 	if (p && (p->state == SHMA_PAGE_LOADING || p->state == SHMA_PAGE_LOADING_INVALIDATED)) {
 		if (pthread_equal(p->loader, pthread_self()))
 			return SHMA_ERECURSIVE;
+		if (in_readahead)
+			return -EAGAIN; /* the loader maps it; nothing to read ahead */
 		vm_wait();
 		goto retry;
 	}
@@ -609,7 +619,6 @@ static struct ra_req ra_queue[RA_QUEUE]; /* under vm_mutex */
 static unsigned ra_head, ra_len;
 static bool ra_started, ra_broken;
 static pthread_cond_t ra_cond = PTHREAD_COND_INITIALIZER;
-static __thread bool in_readahead __attribute__((tls_model("initial-exec")));
 
 static void *ra_thread(void *arg)
 {

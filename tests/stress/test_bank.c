@@ -197,6 +197,9 @@ static void child_setup(struct rec *r, enum role role)
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
+	sigemptyset(&sa.sa_mask); /* blocked by start_child until now */
+	sigaddset(&sa.sa_mask, SIGTERM);
+	sigprocmask(SIG_UNBLOCK, &sa.sa_mask, NULL);
 	prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
 	close(read_fd);
 	memset(r, 0, sizeof(*r));
@@ -422,12 +425,20 @@ static struct child *child_of(pid_t pid)
 static void start_child(enum role role, struct totals *t)
 {
 	struct child *slot = child_of(0);
+	sigset_t term, old;
 	pid_t pid;
 
 	assert_non_null(slot);
 	fflush(stdout);
 	fflush(stderr);
+	/* a SIGTERM (stop_children) that comes before the child's handler
+	 * waits for it instead of killing the child */
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_BLOCK, &term, &old);
 	pid = fork();
+	if (pid != 0)
+		sigprocmask(SIG_SETMASK, &old, NULL);
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		if (role == ROLE_WORKER)
