@@ -59,6 +59,17 @@ struct catalog {
 	size_t ngc, capgc;
 
 	uint64_t nversions, commits, conflicts;
+
+	/* revisions below floor are not kept whatever the retention says: the
+	 * store kept nothing older (set by catalog_restore_done) */
+	uint64_t floor;
+
+	/* an open batch (catalog_batch_begin): changes since batch_head may
+	 * still be undone, so nothing is freed meanwhile */
+	bool batch;
+	uint64_t batch_head, batch_commits;
+	size_t batch_ngc, batch_ntimes;
+	uint64_t compacted; /* the last oldest-kept revision told to the store */
 };
 
 static void err_set(struct cat_err *err, int code, const char *fmt, ...)
@@ -124,7 +135,8 @@ uint64_t catalog_oldest_kept(const struct catalog *c)
 	}
 	if (lo < c->ntimes)
 		by_time = c->times[lo].rev;
-	return by_count < by_time ? by_count : by_time;
+	by_count = by_count < by_time ? by_count : by_time;
+	return by_count > c->floor ? by_count : c->floor;
 }
 
 /* Index of the first pin with rev >= r. */
@@ -464,7 +476,13 @@ void catalog_gc(struct catalog *c, uint64_t now_ms)
 
 	if (now_ms > c->now_ms)
 		c->now_ms = now_ms;
+	if (c->batch) /* the batch may still be undone: free nothing yet */
+		return;
 	kept = catalog_oldest_kept(c);
+	if (kept > c->compacted && c->store && c->store->ops->compact) {
+		c->store->ops->compact(c->store, kept);
+		c->compacted = kept;
+	}
 
 	for (i = j = 0; i < c->ngc; i++) {
 		struct gc_entry *e = &c->gc[i];
@@ -605,6 +623,19 @@ static void array_unalloc(struct cat_array *a)
 	free(a);
 }
 
+/* Free an incarnation being restored (not linked; its blocks are empty). */
+static void array_unalloc_all(struct cat_array *a)
+{
+	struct cat_metaver *mv, *older;
+
+	for (mv = a->meta; mv; mv = older) {
+		older = mv->older;
+		free(mv);
+	}
+	pagemap_clear(&a->blocks);
+	free(a);
+}
+
 /* Room in names[] for n more names, so linking cannot fail. */
 static int names_reserve(struct catalog *c, size_t n)
 {
@@ -628,7 +659,10 @@ static void array_link(struct catalog *c, struct cat_array *a, uint64_t rev)
 	bool found;
 	size_t i = name_search(c, a->name, &found);
 
-	a->id = c->next_id++;
+	if (!a->id)
+		a->id = c->next_id;
+	if (a->id >= c->next_id)
+		c->next_id = a->id + 1;
 	a->created = rev;
 	a->meta->rev = rev;
 	if (found) {
@@ -1184,6 +1218,7 @@ static int make_result(const struct cat_commit *cm, const struct work_arr *w, ui
 		ra->array = w[i].a;
 		ra->resized = w[i].resize;
 		ra->created = w[i].created;
+		ra->meta = w[i].meta;
 		ra->n = w[i].n;
 		ra->blks = malloc((w[i].n + 1) * sizeof(*ra->blks));
 		ra->slots = malloc((w[i].n + 1) * sizeof(*ra->slots));
@@ -1277,6 +1312,12 @@ int catalog_commit(struct catalog *c, const struct cat_commit *cm, uint64_t now_
 			"data file shorter than its description?", shma_strerror(r));
 		goto out;
 	}
+	/* arrays the commit creates get their ids now: the store records them */
+	for (size_t i = 0, id = c->next_id; i < cm->narr; i++)
+		if (w[i].created) {
+			w[i].a->id = id++;
+			w[i].a->created = w[i].a->meta->rev = c->head + 1;
+		}
 	r = make_result(cm, w, c->head + 1, res);
 	if (r) {
 		err_set(err, r, "out of memory");
@@ -1301,4 +1342,235 @@ out_free_result:
 out:
 	work_free(w, cm->narr, c->pool, r != 0);
 	return r;
+}
+
+/* ---- batches ------------------------------------------------------------- */
+
+void catalog_batch_begin(struct catalog *c)
+{
+	if (c->batch)
+		return;
+	c->batch = true;
+	c->batch_head = c->head;
+	c->batch_commits = c->commits;
+	c->batch_ngc = c->ngc;
+	c->batch_ntimes = c->ntimes;
+}
+
+bool catalog_batch_open(const struct catalog *c)
+{
+	return c->batch;
+}
+
+/* Pop the versions of a's blocks written after rev h; chains left empty go.
+ * Returns the newest revision that still changed a block. */
+static uint64_t undo_blocks(struct catalog *c, struct cat_array *a, uint64_t h)
+{
+	uint64_t blk, data_rev = 0, *gone = NULL;
+	size_t ngone = 0, capgone = 0;
+	void *val;
+
+	for (size_t pos = 0; pagemap_next(&a->blocks, &pos, &blk, &val);) {
+		struct cat_blkver *v = val, *older;
+
+		for (; v && v->rev > h; v = older) {
+			older = v->older;
+			if (v->slot != CAT_HOLE)
+				pool_free(c->pool, v->slot, a->blksize);
+			free(v);
+			c->nversions--;
+			a->nversions--;
+		}
+		if (v) {
+			v->newer = NULL;
+			if (v != val)
+				pagemap_set(&a->blocks, blk, v); /* replaces: cannot fail */
+			if (v->rev > data_rev)
+				data_rev = v->rev;
+			continue;
+		}
+		if (!grow((void **)&gone, &capgone, ngone, sizeof(*gone)))
+			gone[ngone++] = blk;
+		else /* no memory for the list: leave an empty chain's key for now */
+			pagemap_set(&a->blocks, blk, NULL);
+	}
+	for (size_t i = 0; i < ngone; i++)
+		pagemap_del(&a->blocks, gone[i]);
+	free(gone);
+	return data_rev;
+}
+
+/* Undo every change after the batch's first revision.  Nothing was freed
+ * meanwhile (catalog_gc waits for the batch), so the older versions, meta
+ * versions and incarnations are all still there: each change is undone by
+ * popping what it pushed. */
+static void batch_undo(struct catalog *c)
+{
+	uint64_t h = c->batch_head;
+	size_t i, j;
+
+	for (i = 0; i < c->nnames; i++) {
+		struct cat_array **pp = &c->names[i];
+
+		while (*pp) {
+			struct cat_array *a = *pp;
+
+			if (a->created > h) { /* created in the batch */
+				*pp = a->prev;
+				if (a->deleted == CAT_LIVE)
+					c->nlive--;
+				array_free(c, a);
+				continue;
+			}
+			if (a->deleted != CAT_LIVE && a->deleted > h) {
+				a->deleted = CAT_LIVE;
+				c->nlive++;
+			}
+			while (a->meta->rev > h && a->meta->older) {
+				struct cat_metaver *mv = a->meta;
+
+				a->meta = mv->older;
+				a->meta->newer = NULL;
+				free(mv);
+			}
+			a->data_rev = undo_blocks(c, a, h);
+			pp = &a->prev;
+		}
+	}
+	for (i = j = 0; i < c->nnames; i++)
+		if (c->names[i])
+			c->names[j++] = c->names[i];
+	c->nnames = j;
+	c->ngc = c->batch_ngc;
+	c->ntimes = c->batch_ntimes;
+	c->head = h;
+	c->commits = c->batch_commits;
+}
+
+void catalog_batch_end(struct catalog *c, bool keep)
+{
+	if (!c->batch)
+		return;
+	if (!keep)
+		batch_undo(c);
+	c->batch = false;
+}
+
+/* ---- restoring from the store --------------------------------------------- */
+
+int catalog_restore_array(struct catalog *c, const struct cat_restore_array *ra,
+			  struct cat_array **out)
+{
+	struct cat_array *a;
+	const char *why;
+	bool found;
+	size_t i;
+
+	if (!ra->nmeta || ra->id == 0 || ra->created >= ra->deleted ||
+	    !util_is_pow2(ra->blksize) || ra->blksize < PAGE_4K ||
+	    ra->blksize > c->pool->size || (ra->order != 'C' && ra->order != 'F') ||
+	    !catalog_name_ok(ra->name, &why) || ra->metas[0].rev != ra->created)
+		return -EINVAL;
+	if (names_reserve(c, 1))
+		return -ENOMEM;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	snprintf(a->name, sizeof(a->name), "%s", ra->name);
+	a->id = ra->id;
+	a->dtype = ra->dtype;
+	a->order = ra->order;
+	a->blksize = ra->blksize;
+	a->created = ra->created;
+	a->deleted = ra->deleted;
+	pagemap_init(&a->blocks);
+	for (size_t k = 0; k < ra->nmeta; k++) {
+		struct cat_metaver *mv = calloc(1, sizeof(*mv));
+
+		if (!mv || (k && ra->metas[k].rev <= a->meta->rev) || c->ngc >= SIZE_MAX / 2 ||
+		    GROW(c, gc, ngc, capgc)) {
+			free(mv);
+			array_unalloc_all(a);
+			return -EINVAL;
+		}
+		*mv = ra->metas[k];
+		mv->older = a->meta;
+		mv->newer = NULL;
+		if (!meta_nbytes(&mv->m, a->dtype.size)) {
+			free(mv);
+			array_unalloc_all(a);
+			return -EINVAL;
+		}
+		if (a->meta) {
+			a->meta->newer = mv;
+			c->gc[c->ngc++] = (struct gc_entry){ .a = a, .mv = a->meta,
+							     .from = a->meta->rev, .until = mv->rev };
+		}
+		a->meta = mv;
+	}
+	/* incarnations come in id order: the newest of a name is the last */
+	i = name_search(c, a->name, &found);
+	if (found) {
+		if (c->names[i]->id >= a->id) {
+			array_unalloc_all(a);
+			return -EINVAL;
+		}
+		a->prev = c->names[i];
+		c->names[i] = a;
+	} else {
+		memmove(&c->names[i + 1], &c->names[i], (c->nnames - i) * sizeof(*c->names));
+		c->names[i] = a;
+		c->nnames++;
+	}
+	if (a->deleted == CAT_LIVE)
+		c->nlive++;
+	c->nincarnations++;
+	if (a->id >= c->next_id)
+		c->next_id = a->id + 1;
+	*out = a;
+	return 0;
+}
+
+int catalog_restore_block(struct catalog *c, struct cat_array *a, uint64_t blk, uint64_t rev,
+			  uint64_t slot)
+{
+	struct cat_blkver *head = pagemap_get(&a->blocks, blk), *v;
+
+	if (head && head->rev >= rev)
+		return -EINVAL;
+	if (GROW(c, gc, ngc, capgc))
+		return -ENOMEM;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->rev = rev;
+	v->slot = slot;
+	v->older = head;
+	if (pagemap_set(&a->blocks, blk, v)) {
+		free(v);
+		return -ENOMEM;
+	}
+	if (head) {
+		head->newer = v;
+		c->gc[c->ngc++] = (struct gc_entry){ .a = a, .blk = blk, .v = head,
+						     .from = head->rev, .until = rev };
+	}
+	c->nversions++;
+	a->nversions++;
+	if (rev > a->data_rev)
+		a->data_rev = rev;
+	return 0;
+}
+
+int catalog_restore_done(struct catalog *c, uint64_t head, uint64_t floor)
+{
+	if (floor > head)
+		return -EINVAL;
+	c->head = head;
+	c->floor = floor;
+	c->compacted = floor;
+	/* ages are unknown after a restart: count them from now, so retention
+	 * by time keeps everything restored for a while (never less) */
+	c->ntimes = 0;
+	return note_revision(c, floor);
 }

@@ -206,6 +206,7 @@ struct cat_result_arr {
 	struct cat_array *array; /* borrowed: valid until the next catalog_gc */
 	bool resized;
 	bool created; /* by this commit */
+	struct cat_meta meta; /* after the commit */
 	size_t n;
 	uint64_t *blks, *slots;
 };
@@ -227,5 +228,44 @@ struct cat_result {
 int catalog_commit(struct catalog *c, const struct cat_commit *cm, uint64_t now_ms,
 		   struct cat_result *res, struct cat_err *err);
 void catalog_result_free(struct cat_result *res);
+
+/* ---- batches: changes that may still be undone ----------------------------
+ *
+ * The server makes several changes durable with one store sync (group
+ * commit).  Between catalog_batch_begin and catalog_batch_end the changes
+ * are made as usual, but nothing is freed (catalog_gc waits), so that
+ * catalog_batch_end(c, false) can undo all of them when the store could not
+ * make them durable.  Nobody may pin a revision of an open batch. */
+void catalog_batch_begin(struct catalog *c);
+bool catalog_batch_open(const struct catalog *c);
+/* keep: the changes stay; else the catalog is as at catalog_batch_begin
+ * (their new slots are freed, their arrays gone). */
+void catalog_batch_end(struct catalog *c, bool keep);
+
+/* ---- restoring from the store (at start, before any request) ---------------
+ *
+ * The store calls these to rebuild what it kept: every incarnation in id
+ * order, then each block's versions in ascending revision order (their
+ * slots already filled), then catalog_restore_done with the head revision
+ * and the oldest revision the store kept whole (floor): older revisions are
+ * never reported as kept, whatever the retention says. */
+struct cat_restore_array {
+	uint64_t id;
+	const char *name;
+	struct dtype dtype;
+	char order;
+	uint64_t blksize;
+	uint64_t created, deleted; /* deleted: CAT_LIVE while live */
+	size_t nmeta;
+	const struct cat_metaver *metas; /* rev and m; ascending, metas[0].rev == created */
+};
+
+/* -EINVAL for a record that cannot be (bad name, block size, order...). */
+int catalog_restore_array(struct catalog *c, const struct cat_restore_array *ra,
+			  struct cat_array **out);
+/* slot: filled pool slot (now owned by the catalog) or CAT_HOLE. */
+int catalog_restore_block(struct catalog *c, struct cat_array *a, uint64_t blk, uint64_t rev,
+			  uint64_t slot);
+int catalog_restore_done(struct catalog *c, uint64_t head, uint64_t floor);
 
 #endif

@@ -91,6 +91,9 @@ int main(int argc, char **argv)
 	}
 	log_set_level(cfg.log_level);
 
+	/* a file size limit makes the store's write fail (EFBIG), like a full
+	 * disk: that commit fails, the broker goes on */
+	signal(SIGXFSZ, SIG_IGN);
 	/* SIGTERM/SIGINT are read from a signalfd by the main loop */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);

@@ -79,6 +79,7 @@ struct client {
 	size_t npins, cappins;
 	struct outmsg *outq, **outtail;
 	size_t outbytes;
+	unsigned npending; /* changes of the open batch waiting for the store */
 	bool closing; /* disconnect once the queue is flushed */
 	bool dead;    /* closed; freed by reap() after the current event batch */
 };
@@ -89,6 +90,9 @@ struct server {
 	struct pool pool;
 	bool pool_ok;
 	struct catalog *cat;
+	struct store *store; /* store_memory, or the LMDB store (owned) */
+	struct pending *pend, **pend_tail; /* the open batch's changes, in order */
+	bool stop;
 	struct pub *pub;
 	struct list_head clients;
 	struct list_head dead; /* closed clients, freed after the event batch */
@@ -99,6 +103,22 @@ struct server {
 	char store_id[33];
 	uint64_t start_ms;
 	bool socket_bound;
+};
+
+/* A change made in the catalog but not yet durable: its reply and its
+ * invalidation wait for the store's sync (group commit). */
+enum pend_kind { PEND_CREATE, PEND_DELETE, PEND_COMMIT };
+
+struct pending {
+	struct pending *next;
+	enum pend_kind kind;
+	struct client *c; /* may be dead by then: reaped only after the batch */
+	json_t *id;	  /* the request's id (a reference), or NULL */
+	uint64_t rev;
+	uint64_t from;	   /* COMMIT: the client's snapshot before */
+	uint64_t arr_id;   /* DELETE: the incarnation deleted */
+	char name[CAT_NAME_MAX + 1]; /* CREATE, DELETE */
+	struct cat_result res;	     /* COMMIT */
 };
 
 static uint64_t now_ms(void)
@@ -536,6 +556,79 @@ static bool may_write(struct server *s, struct client *c, struct req *r)
 	return false;
 }
 
+/* ---- the batch of changes waiting for the store --------------------------- */
+
+/* Note a change made in the catalog (in the open batch); it is
+ * acknowledged by server_flush.  NULL (the client is dropped) without
+ * memory: the change itself stays in the batch. */
+static struct pending *pending_add(struct server *s, struct client *c, struct req *r,
+				   enum pend_kind kind, uint64_t rev, const char *name)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		log_error("client %" PRIu64 ": out of memory: disconnecting", c->serial);
+		client_close(s, c);
+		return NULL;
+	}
+	p->kind = kind;
+	p->c = c;
+	p->id = json_incref(r->id);
+	p->rev = rev;
+	if (name)
+		snprintf(p->name, sizeof(p->name), "%s", name);
+	*s->pend_tail = p;
+	s->pend_tail = &p->next;
+	c->npending++;
+	return p;
+}
+
+static void finish_create(struct server *s, struct pending *p);
+static void finish_delete(struct server *s, struct pending *p);
+static void finish_commit(struct server *s, struct pending *p);
+
+/* Make the open batch durable with one store sync, then acknowledge its
+ * changes in order (replies, invalidations); if the store failed, undo them
+ * all and tell each client why.  Nothing of a batch is visible to another
+ * request before this: requests other than changes flush first (handle). */
+static void server_flush(struct server *s)
+{
+	struct pending *p;
+	int r = 0;
+
+	if (!catalog_batch_open(s->cat))
+		return;
+	if (s->store->ops->pending(s->store))
+		r = s->store->ops->sync(s->store);
+	catalog_batch_end(s->cat, r == 0);
+	if (r)
+		log_error("the store failed (%s): the last %s undone", strerror(-r),
+			  s->pend && s->pend->next ? "changes were" : "change was");
+	while ((p = s->pend)) {
+		s->pend = p->next;
+		p->c->npending--;
+		if (!r) {
+			if (p->kind == PEND_CREATE)
+				finish_create(s, p);
+			else if (p->kind == PEND_DELETE)
+				finish_delete(s, p);
+			else
+				finish_commit(s, p);
+		} else {
+			reply_error(s, p->c, p->id, r == -ENOSPC ? -ENOSPC : -EIO,
+				    "revision %" PRIu64 " could not be made durable, so it was not "
+				    "made: %s (see the broker's log)", p->rev,
+				    r == -ENOSPC ? "the store is full (store_size, or the disk)" :
+				    strerror(-r));
+		}
+		json_decref(p->id);
+		catalog_result_free(&p->res);
+		free(p);
+	}
+	s->pend_tail = &s->pend;
+	catalog_gc(s->cat, now_ms());
+}
+
 /* ---- requests ------------------------------------------------------------ */
 
 static void op_hello(struct server *s, struct client *c, struct req *r)
@@ -587,7 +680,7 @@ static void op_create(struct server *s, struct client *c, struct req *r)
 	struct cat_err err;
 	const char *dtype, *order = "C", *why;
 	uint64_t rev, blksize = s->cfg->block_size;
-	json_t *o, *ov;
+	json_t *ov;
 
 	if (!may_write(s, c, r) || !get_str(s, c, r, "name", &cr.name) ||
 	    !get_str(s, c, r, "dtype", &dtype) ||
@@ -609,24 +702,29 @@ static void op_create(struct server *s, struct client *c, struct req *r)
 	}
 	cr.order = order[0];
 	cr.blksize = blksize;
+	catalog_batch_begin(s->cat);
 	if (catalog_create(s->cat, &cr, s->cfg->max_arrays, now_ms(), &rev, &err)) {
 		reply_cat_error(s, c, r->id, &err);
 		return;
 	}
-	log_info("client %" PRIu64 ": created \"%s\" (%s) at revision %" PRIu64, c->serial,
-		 cr.name, cr.dtype.str, rev);
-	o = ok_obj(r->id);
-	json_object_set_new(o, "revision", json_integer((json_int_t)rev));
-	reply(s, c, o, -1);
+	pending_add(s, c, r, PEND_CREATE, rev, cr.name);
+}
 
-	o = inval_obj(s, rev);
-	{
-		struct cat_array *a = catalog_find(s->cat, cr.name, rev);
+static void finish_create(struct server *s, struct pending *p)
+{
+	struct cat_array *a = catalog_find(s->cat, p->name, p->rev);
+	json_t *o;
 
-		json_object_set_new(json_object_get(o, "arrays"), cr.name,
-				    json_pack("{s:I,s:b,s:o}", "id", (json_int_t)a->id, "created", 1,
-					      "meta", meta_json(a, catalog_meta_at(a, rev))));
-	}
+	log_info("client %" PRIu64 ": created \"%s\" (%s) at revision %" PRIu64, p->c->serial,
+		 p->name, a->dtype.str, p->rev);
+	o = ok_obj(p->id);
+	json_object_set_new(o, "revision", json_integer((json_int_t)p->rev));
+	reply(s, p->c, o, -1);
+
+	o = inval_obj(s, p->rev);
+	json_object_set_new(json_object_get(o, "arrays"), p->name,
+			    json_pack("{s:I,s:b,s:o}", "id", (json_int_t)a->id, "created", 1,
+				      "meta", meta_json(a, catalog_meta_at(a, p->rev))));
 	publish_json(s, o);
 }
 
@@ -634,25 +732,36 @@ static void op_delete(struct server *s, struct client *c, struct req *r)
 {
 	struct cat_array *a;
 	struct cat_err err;
+	struct pending *p;
 	const char *name;
 	uint64_t rev, id;
-	json_t *o;
 
 	if (!may_write(s, c, r) || !get_str(s, c, r, "name", &name))
 		return;
 	a = catalog_find(s->cat, name, catalog_head(s->cat));
 	id = a ? a->id : 0;
+	catalog_batch_begin(s->cat);
 	if (catalog_delete(s->cat, name, now_ms(), &rev, &err)) {
 		reply_cat_error(s, c, r->id, &err);
 		return;
 	}
-	log_info("client %" PRIu64 ": deleted \"%s\" at revision %" PRIu64, c->serial, name, rev);
-	o = ok_obj(r->id);
-	json_object_set_new(o, "revision", json_integer((json_int_t)rev));
-	reply(s, c, o, -1);
-	o = inval_obj(s, rev);
-	json_object_set_new(json_object_get(o, "arrays"), name,
-			    json_pack("{s:I,s:b}", "id", (json_int_t)id, "deleted", 1));
+	p = pending_add(s, c, r, PEND_DELETE, rev, name);
+	if (p)
+		p->arr_id = id;
+}
+
+static void finish_delete(struct server *s, struct pending *p)
+{
+	json_t *o;
+
+	log_info("client %" PRIu64 ": deleted \"%s\" at revision %" PRIu64, p->c->serial, p->name,
+		 p->rev);
+	o = ok_obj(p->id);
+	json_object_set_new(o, "revision", json_integer((json_int_t)p->rev));
+	reply(s, p->c, o, -1);
+	o = inval_obj(s, p->rev);
+	json_object_set_new(json_object_get(o, "arrays"), p->name,
+			    json_pack("{s:I,s:b}", "id", (json_int_t)p->arr_id, "deleted", 1));
 	publish_json(s, o);
 }
 
@@ -1192,8 +1301,8 @@ static void op_commit(struct server *s, struct client *c, struct req *r)
 	struct commit_bufs b = { 0 };
 	struct cat_result res;
 	struct cat_err err;
+	struct pending *p;
 	uint64_t base, from = c->snap;
-	json_t *o, *inv;
 
 	if (!may_write(s, c, r))
 		return;
@@ -1214,25 +1323,46 @@ static void op_commit(struct server *s, struct client *c, struct req *r)
 	if (r->msg->nfds == 1)
 		cm.data_fd = r->msg->fds[0];
 	cm.max_arrays = s->cfg->max_arrays;
+	catalog_batch_begin(s->cat);
 	if (catalog_commit(s->cat, &cm, now_ms(), &res, &err)) {
 		if (err.code == SHMA_ECONFLICT)
 			log_info("client %" PRIu64 ": commit conflict: %s", c->serial, err.msg);
 		reply_cat_error(s, c, r->id, &err);
 		goto out;
 	}
-	/* the new revision is this client's snapshot now */
-	for (size_t i = 0; i < res.narr; i++)
-		opened_add(c, res.arrs[i].array);
-	if (move_snapshot(s, c, res.rev, &err))
-		log_error("cannot pin revision %" PRIu64 ": %s", res.rev, err.msg);
-	o = ok_obj(r->id);
-	json_object_set_new(o, "revision", json_integer((json_int_t)res.rev));
-	json_object_set_new(o, "arrays", changes_json(s, c, from, res.rev));
-	reply(s, c, o, -1);
+	p = pending_add(s, c, r, PEND_COMMIT, res.rev, NULL);
+	if (p) {
+		p->from = from;
+		p->res = res;
+	} else {
+		catalog_result_free(&res);
+	}
+out:
+	commit_bufs_free(&b);
+}
 
-	inv = inval_obj(s, res.rev);
-	for (size_t i = 0; i < res.narr; i++) {
-		struct cat_result_arr *ra = &res.arrs[i];
+static void finish_commit(struct server *s, struct pending *p)
+{
+	struct cat_result *res = &p->res;
+	struct client *c = p->c;
+	struct cat_err err;
+	json_t *o, *inv;
+
+	/* the new revision is this client's snapshot now */
+	if (!c->dead) {
+		for (size_t i = 0; i < res->narr; i++)
+			opened_add(c, res->arrs[i].array);
+		if (move_snapshot(s, c, res->rev, &err))
+			log_error("cannot pin revision %" PRIu64 ": %s", res->rev, err.msg);
+		o = ok_obj(p->id);
+		json_object_set_new(o, "revision", json_integer((json_int_t)res->rev));
+		json_object_set_new(o, "arrays", changes_json(s, c, p->from, res->rev));
+		reply(s, c, o, -1);
+	}
+
+	inv = inval_obj(s, res->rev);
+	for (size_t i = 0; i < res->narr; i++) {
+		struct cat_result_arr *ra = &res->arrs[i];
 		json_t *blocks = json_array(), *e;
 
 		for (size_t k = 0; k < ra->n; k++)
@@ -1242,13 +1372,10 @@ static void op_commit(struct server *s, struct client *c, struct req *r)
 			json_object_set_new(e, "created", json_true());
 		if (ra->resized || ra->created) /* a real shape change, or a new array */
 			json_object_set_new(e, "meta",
-					    meta_json(ra->array, catalog_meta_at(ra->array, res.rev)));
+					    meta_json(ra->array, catalog_meta_at(ra->array, res->rev)));
 		json_object_set_new(json_object_get(inv, "arrays"), ra->array->name, e);
 	}
 	publish_json(s, inv);
-	catalog_result_free(&res);
-out:
-	commit_bufs_free(&b);
 }
 
 static void op_stats(struct server *s, struct client *c, struct req *r)
@@ -1334,6 +1461,12 @@ static void handle(struct server *s, struct client *c, struct proto_msg *msg)
 			    ops[i].name);
 		goto out;
 	}
+	/* a change joins the open batch; anything else, or a second change of
+	 * the same client, sees only what is durable */
+	if (catalog_batch_open(s->cat) &&
+	    (c->npending || (ops[i].fn != op_commit && ops[i].fn != op_create &&
+			     ops[i].fn != op_delete)))
+		server_flush(s);
 	log_debug("client %" PRIu64 ": %s", c->serial, ops[i].name);
 	ops[i].fn(s, c, &r);
 	catalog_gc(s->cat, now_ms());
@@ -1669,12 +1802,8 @@ int server_new(const struct broker_config *cfg, struct server **out, char *errbu
 	make_store_id(s->store_id);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (cfg->data_dir) {
-		snprintf(errbuf, errlen, "data_dir is set (%s), but this broker keeps data in "
-			 "memory only: remove data_dir from the configuration", cfg->data_dir);
-		err = -ENOTSUP;
-		goto err_free;
-	}
+	s->store = &store_memory;
+	s->pend_tail = &s->pend;
 	err = make_runtime_dir(cfg->runtime_dir, errbuf, errlen);
 	if (err)
 		goto err_free;
@@ -1685,16 +1814,32 @@ int server_new(const struct broker_config *cfg, struct server **out, char *errbu
 		goto err_free;
 	}
 	s->pool_ok = true;
-	err = catalog_new(&s->pool, &store_memory, &ret, now_ms(), &s->cat);
+	/* the socket first: it tells whether another broker runs on this
+	 * configuration, before the store and the publisher are taken */
+	err = listen_socket(s, errbuf, errlen);
+	if (err)
+		goto err_free;
+	if (cfg->data_dir) {
+		struct store_lmdb_opts so = { .dir = cfg->data_dir, .max_size = cfg->store_size,
+					      .async = cfg->durability_async };
+
+		err = store_lmdb_open(&so, s->store_id, &s->store, errbuf, errlen);
+		if (err) {
+			s->store = &store_memory;
+			goto err_free;
+		}
+		snprintf(s->store_id, sizeof(s->store_id), "%s", store_lmdb_id(s->store));
+	}
+	err = catalog_new(&s->pool, s->store, &ret, now_ms(), &s->cat);
 	if (err) {
 		snprintf(errbuf, errlen, "out of memory");
 		goto err_free;
 	}
-	/* the socket first: it tells whether another broker runs on this
-	 * configuration, before the publisher takes over its endpoint */
-	err = listen_socket(s, errbuf, errlen);
-	if (err)
-		goto err_free;
+	if (cfg->data_dir) {
+		err = store_lmdb_restore(s->store, s->cat, &s->pool, errbuf, errlen);
+		if (err)
+			goto err_free;
+	}
 	err = pub_new(cfg->publish, &s->pub, errbuf, errlen);
 	if (err)
 		goto err_free;
@@ -1740,10 +1885,10 @@ int server_run(struct server *s)
 {
 	struct epoll_event evs[64];
 
-	log_info("listening on %s (%s), publishing on %s, pool %" PRIu64 " MiB, store %s",
+	log_info("listening on %s (%s), publishing on %s, pool %" PRIu64 " MiB, store %s (%s)",
 		 s->cfg->socket_path, "SOCK_SEQPACKET", s->cfg->publish, s->pool.size >> 20,
-		 s->store_id);
-	for (;;) {
+		 s->store_id, s->cfg->data_dir ? s->cfg->data_dir : "in memory only");
+	while (!s->stop) {
 		int n = epoll_wait(s->epfd, evs, (int)ARRAY_SIZE(evs), -1);
 
 		if (n < 0 && errno == EINTR)
@@ -1762,21 +1907,26 @@ int server_run(struct server *s)
 
 				if (read(s->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 					log_info("signal %u: stopping", si.ssi_signo);
-					return 0;
+					s->stop = true; /* after this batch is made durable */
 				}
 			} else if (p == &s->timerfd) {
 				uint64_t ticks;
 
 				if (read(s->timerfd, &ticks, sizeof(ticks)) > 0) {
+					server_flush(s);
 					expire_leases(s);
 					catalog_gc(s->cat, now_ms());
+					if (s->store->ops->tick)
+						s->store->ops->tick(s->store);
 				}
 			} else if (!((struct client *)p)->dead) {
 				on_client(s, p, evs[i].events);
 			}
 		}
+		server_flush(s);
 		reap(s);
 	}
+	return 0;
 }
 
 void server_free(struct server **sp)
@@ -1785,6 +1935,8 @@ void server_free(struct server **sp)
 
 	if (!s)
 		return;
+	if (s->cat)
+		server_flush(s); /* a batch still open is acknowledged or undone */
 	while (!list_empty(&s->clients))
 		client_close(s, container_of(s->clients.next, struct client, link));
 	reap(s);
@@ -1797,6 +1949,8 @@ void server_free(struct server **sp)
 	pub_free(&s->pub);
 	free(s->leases);
 	catalog_free(&s->cat);
+	if (s->store && s->store->ops->close)
+		s->store->ops->close(s->store);
 	if (s->pool_ok)
 		pool_fini(&s->pool);
 	free(s);

@@ -10,9 +10,22 @@ static int memory_write(struct store *st, const struct store_record *rec)
 	return 0;
 }
 
+static int memory_sync(struct store *st)
+{
+	(void)st;
+	return 0;
+}
+
+static bool memory_pending(const struct store *st)
+{
+	(void)st;
+	return false;
+}
+
 static const struct store_ops memory_ops = {
 	.write = memory_write,
-	.close = NULL,
+	.sync = memory_sync,
+	.pending = memory_pending,
 };
 
 struct store store_memory = { .ops = &memory_ops };

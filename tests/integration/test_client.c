@@ -1159,7 +1159,7 @@ static void test_broker_killed_reconnect(void **state)
 
 	(void)state;
 	shma_vm_install_handler();
-	it_start(&broker, NULL);
+	it_start(&broker, "{\"data_dir\":false}"); /* a restart forgets everything */
 	c = conn_open(NULL);
 	array_create(c, "gone", 4 * BS);
 	x = array_open(c, "gone");
@@ -1250,6 +1250,46 @@ struct threads {
 #if UNDER_TSAN
 __attribute__((no_sanitize("thread")))
 #endif
+/* A durable broker killed and restarted: the committed array is back with
+ * its data, the uncommitted change is dropped, revisions go on. */
+static void test_broker_killed_durable(void **state)
+{
+	shma_conn *c;
+	shma_array *x;
+	struct shma_array_info info;
+	uint64_t rev = 0, rev2 = 0;
+	unsigned char *p;
+
+	(void)state;
+	shma_vm_install_handler();
+	it_start(&broker, NULL);
+	c = conn_open(NULL);
+	array_create(c, "kept", 4 * BS);
+	x = array_open(c, "kept");
+	blk_fill(x, 0, 7);
+	blk_fill(x, 1, 8);
+	OK(c, shma_commit(c, &rev));
+
+	harness_kill(&broker);
+	p = shma_array_data(x);
+	p[2 * BS] = 1; /* never committed */
+	assert_int_equal(shma_commit(c, NULL), SHMA_EDISCONNECTED);
+	broker_restart(&broker);
+	OK(c, shma_reconnect(c));
+	shma_array_info(x, &info);
+	assert_false(info.deleted);
+	assert_int_equal(info.nbytes, 4 * BS);
+	assert_int_equal(shma_fileh_dirty_blocks(x->fh, NULL, 0), 0);
+	assert_true(blk_is(x, 0, 7));
+	assert_true(blk_is(x, 1, 8));
+	assert_true(blk_is(x, 2, 0));
+	blk_fill(x, 3, 3);
+	OK(c, shma_commit(c, &rev2));
+	assert_int_equal(rev2, rev + 1);
+	shma_disconnect(&c);
+	it_stop(&broker);
+}
+
 static void *th_reader(void *arg)
 {
 	struct threads *t = arg;
@@ -1985,6 +2025,7 @@ int main(void)
 		T(test_lost_invalidations_resync),
 		T(test_sync_heard_revision_dropped),
 		T(test_broker_killed_reconnect),
+		T(test_broker_killed_durable),
 		T(test_threads_read_during_commits),
 		T(test_fork),
 		T(test_resize),

@@ -127,8 +127,9 @@ int harness_start(struct harness *h, const char *extra_json)
 	snprintf(h->log, sizeof(h->log), "%s/broker.log", h->dir);
 	snprintf(cfgpath, sizeof(cfgpath), "%s/broker.json", h->dir);
 
-	cfg = json_pack("{s:s+,s:s,s:s,s:s}", "runtime_dir", h->dir, "/run", "pool_size",
-			"256MiB", "block_size", "64KiB", "log_level", "debug");
+	cfg = json_pack("{s:s+,s:s+,s:s,s:s,s:s}", "runtime_dir", h->dir, "/run", "data_dir",
+			h->dir, "/data", "pool_size", "256MiB", "block_size", "64KiB", "log_level",
+			"debug");
 	if (extra_json) {
 		extra = json_loads(extra_json, 0, &jerr);
 		if (!extra) {
