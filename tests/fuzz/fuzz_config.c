@@ -26,6 +26,7 @@ static void die(const char *what)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	setenv("XDG_RUNTIME_DIR", "/tmp/shma-fuzz-config", 1);
+	setenv("XDG_STATE_HOME", "/tmp/shma-fuzz-config", 1);
 	return 0;
 }
 
