@@ -1532,7 +1532,33 @@ static void refuse(int fd, int code, const char *msg)
 	util_close(fd);
 }
 
+static void add_client(struct server *s, int fd);
+
 static void on_accept(struct server *s)
+{
+	int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			log_warn("accept: %s", strerror(errno));
+		return;
+	}
+	add_client(s, fd);
+}
+
+int server_connect_fd(struct server *s, int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	add_client(s, fd);
+	return 0;
+}
+
+/* A new connection on fd (non-blocking; consumed): check the peer's
+ * credentials, then serve it, or refuse it with an error reply. */
+static void add_client(struct server *s, int fd)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -1542,14 +1568,7 @@ static void on_accept(struct server *s)
 	enum access acc;
 	struct client *c;
 	char msg[256];
-	int fd;
 
-	fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	if (fd < 0) {
-		if (errno != EAGAIN && errno != EINTR)
-			log_warn("accept: %s", strerror(errno));
-		return;
-	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
 		log_warn("SO_PEERCRED: %s", strerror(errno));
 		util_close(fd);
@@ -1881,52 +1900,58 @@ err_free:
 	return err;
 }
 
-int server_run(struct server *s)
+int server_step(struct server *s, int timeout_ms)
 {
 	struct epoll_event evs[64];
+	int n = epoll_wait(s->epfd, evs, (int)ARRAY_SIZE(evs), timeout_ms);
+
+	if (n < 0 && errno == EINTR)
+		return 0;
+	if (n < 0) {
+		log_error("epoll_wait: %s", strerror(errno));
+		return -errno;
+	}
+	for (int i = 0; i < n; i++) {
+		void *p = evs[i].data.ptr;
+
+		if (p == &s->lfd) {
+			on_accept(s);
+		} else if (p == &s->sigfd) {
+			struct signalfd_siginfo si;
+
+			if (read(s->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				log_info("signal %u: stopping", si.ssi_signo);
+				s->stop = true; /* after this batch is made durable */
+			}
+		} else if (p == &s->timerfd) {
+			uint64_t ticks;
+
+			if (read(s->timerfd, &ticks, sizeof(ticks)) > 0) {
+				server_flush(s);
+				expire_leases(s);
+				catalog_gc(s->cat, now_ms());
+				if (s->store->ops->tick)
+					s->store->ops->tick(s->store);
+			}
+		} else if (!((struct client *)p)->dead) {
+			on_client(s, p, evs[i].events);
+		}
+	}
+	server_flush(s);
+	reap(s);
+	return s->stop ? 1 : 0;
+}
+
+int server_run(struct server *s)
+{
+	int r;
 
 	log_info("listening on %s (%s), publishing on %s, pool %" PRIu64 " MiB, store %s (%s)",
 		 s->cfg->socket_path, "SOCK_SEQPACKET", s->cfg->publish, s->pool.size >> 20,
 		 s->store_id, s->cfg->data_dir ? s->cfg->data_dir : "in memory only");
-	while (!s->stop) {
-		int n = epoll_wait(s->epfd, evs, (int)ARRAY_SIZE(evs), -1);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			log_error("epoll_wait: %s", strerror(errno));
-			return -errno;
-		}
-		for (int i = 0; i < n; i++) {
-			void *p = evs[i].data.ptr;
-
-			if (p == &s->lfd) {
-				on_accept(s);
-			} else if (p == &s->sigfd) {
-				struct signalfd_siginfo si;
-
-				if (read(s->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-					log_info("signal %u: stopping", si.ssi_signo);
-					s->stop = true; /* after this batch is made durable */
-				}
-			} else if (p == &s->timerfd) {
-				uint64_t ticks;
-
-				if (read(s->timerfd, &ticks, sizeof(ticks)) > 0) {
-					server_flush(s);
-					expire_leases(s);
-					catalog_gc(s->cat, now_ms());
-					if (s->store->ops->tick)
-						s->store->ops->tick(s->store);
-				}
-			} else if (!((struct client *)p)->dead) {
-				on_client(s, p, evs[i].events);
-			}
-		}
-		server_flush(s);
-		reap(s);
-	}
-	return 0;
+	while ((r = server_step(s, -1)) == 0)
+		;
+	return r < 0 ? r : 0;
 }
 
 void server_free(struct server **sp)

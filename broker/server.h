@@ -26,6 +26,17 @@ int server_new(const struct broker_config *cfg, struct server **out, char *errbu
 /* Serve until SIGTERM or SIGINT.  0, or -errno on a fatal error. */
 int server_run(struct server *s);
 
+/* One pass of the loop: wait up to timeout_ms (-1: forever, 0: not at all)
+ * for events, handle them, make the changes durable and answer.  0, 1 once
+ * a stop was asked for (signal), or -errno on a fatal error.  For tests and
+ * fuzzing, which drive the server from their own loop. */
+int server_step(struct server *s, int timeout_ms);
+
+/* Serve fd (a connected UNIX SOCK_SEQPACKET socket, consumed) as if it had
+ * been accepted on the listening socket: credentials are checked the same
+ * way.  0, or -errno (fd is then still the caller's). */
+int server_connect_fd(struct server *s, int fd);
+
 /* Disconnect every client, remove the socket file, free everything. */
 void server_free(struct server **sp);
 
