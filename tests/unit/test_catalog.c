@@ -1054,6 +1054,76 @@ static void test_store_failure_changes_nothing(void **state)
 	assert_int_equal(delete_arr(f, "a"), before.head + 2);
 }
 
+/* A batch the store could not make durable is undone whole: its creates,
+ * commits (new chains, superseded heads), resizes and deletes all go, nothing
+ * was freed meanwhile (retention 1 would have freed at once), and the
+ * catalog works on from where it was. */
+static void test_batch_undo(void **state)
+{
+	struct fx *f = *state;
+	struct cat_stats before, mid;
+	struct cb *b;
+	uint64_t head, r;
+
+	fx_open(f, 1, 0, POOL, NULL);
+	create_arr(f, "a", 4 * BS, BS);
+	create_arr(f, "d", 2 * BS, BS);
+	b = cb_new(f, catalog_head(f->c));
+	cb_block(b, "a", 0, 0x11);
+	cb_block(b, "d", 1, 0x12);
+	head = commit_ok(f, b);
+	before = stats(f);
+
+	catalog_batch_begin(f->c);
+	assert_true(catalog_batch_open(f->c));
+	b = cb_new(f, head);
+	cb_block(b, "a", 0, 0x22); /* supersedes a version */
+	cb_block(b, "a", 2, 0x33); /* a new chain */
+	assert_int_equal(commit_ok(f, b), head + 1);
+	assert_int_equal(create_arr(f, "n", 2 * BS, BS), head + 2);
+	b = cb_new(f, head + 2);
+	cb_block(b, "n", 0, 0x44);
+	assert_int_equal(commit_ok(f, b), head + 3);
+	b = cb_new(f, head + 3);
+	cb_resize(b, "a", 8 * BS);
+	cb_block(b, "a", 5, 0x55);
+	assert_int_equal(commit_ok(f, b), head + 4);
+	assert_int_equal(delete_arr(f, "d"), head + 5);
+	catalog_gc(f->c, tick(f)); /* frees nothing while the batch is open */
+	mid = stats(f);
+	assert_int_equal(mid.nversions, before.nversions + 4);
+	assert_int_equal(mid.head, head + 5);
+	catalog_batch_end(f->c, false);
+	assert_false(catalog_batch_open(f->c));
+
+	ASSERT_UNCHANGED(f, before);
+	assert_null(catalog_find(f->c, "n", head));
+	assert_non_null(catalog_find(f->c, "d", head));
+	assert_int_equal(catalog_meta_at(find_at(f, "a", head, __LINE__), head)->nbytes, 4 * BS);
+	EXPECT_BLOCK(f, "a", head, 0, 0x11, 0x11, 0x11, 0x11);
+	assert_true(slot_at(f, "a", 2, head) == CAT_HOLE);
+	EXPECT_BLOCK(f, "d", head, 1, 0x12, 0x12, 0x12, 0x12);
+
+	/* it goes on from the head before the batch: the same changes work */
+	b = cb_new(f, head);
+	cb_block(b, "a", 0, 0x66);
+	assert_int_equal(commit_ok(f, b), head + 1);
+	assert_int_equal(create_arr(f, "n", 2 * BS, BS), head + 2);
+	assert_int_equal(delete_arr(f, "d"), head + 3);
+	EXPECT_BLOCK(f, "a", head + 3, 0, 0x66, 0x66, 0x66, 0x66);
+
+	/* a batch that is kept is simply there */
+	catalog_batch_begin(f->c);
+	b = cb_new(f, head + 3);
+	cb_block(b, "n", 1, 0x77);
+	r = commit_ok(f, b);
+	catalog_batch_end(f->c, true);
+	assert_int_equal(catalog_head(f->c), r);
+	EXPECT_BLOCK(f, "n", r, 1, 0x77, 0x77, 0x77, 0x77);
+	catalog_gc(f->c, tick(f)); /* retention 1: the superseded versions go now */
+	assert_int_equal(stats(f).oldest_kept, r);
+}
+
 static void test_atomic_bad_data(void **state)
 {
 	struct fx *f = *state;
@@ -2034,6 +2104,7 @@ int main(void)
 		T(test_conflict_change_then_grow),
 		T(test_conflict_deleted),
 		T(test_store_failure_changes_nothing),
+		T(test_batch_undo),
 		T(test_atomic_bad_data),
 		T(test_atomic_pool_full),
 		T(test_validation),
