@@ -2,7 +2,10 @@
 # Run every test binary of a build directory; print one summary line.
 #   tests/run-tests.sh BUILD_DIR
 # Environment: SHMA_SAN=asan|ubsan|tsan (sanitizer options), SHMA_VALGRIND=1
-# (unit tests under valgrind memcheck), SHMA_TEST_TIMEOUT (seconds per binary).
+# (unit tests under valgrind memcheck), SHMA_TEST_TIMEOUT (seconds per binary,
+# plus the run time of a stress test), SHMA_STRESS=1 (stress tests run long:
+# make check-stress), SHMA_BANK_SECONDS (the bank test's run time: 4 s, or
+# 60 s with SHMA_STRESS=1).
 set -u
 build=${1:?usage: run-tests.sh BUILD_DIR}
 timeout_s=${SHMA_TEST_TIMEOUT:-300}
@@ -27,10 +30,11 @@ if [ "${SHMA_VALGRIND:-}" = 1 ]; then
 fi
 
 passed=0 failed=0 failures=()
+limit=$timeout_s # of the next run
 run() { # name, command...
 	local name=$1; shift
 	echo "=== $name"
-	if timeout -k 10 "$timeout_s" "$@"; then
+	if timeout -k 10 "$limit" "$@"; then
 		passed=$((passed + 1))
 	else
 		echo "--- FAILED: $name (exit $?)"
@@ -60,14 +64,25 @@ for t in "$build"/tests/integration/test_*; do
 	case "$t" in *.o|*.d) continue;; esac
 	run "integration/$(basename "$t")" "${wrap[@]}" "$t"
 done
-# Stress tests only when asked (make check-stress): they run for a while.
+# Stress tests (the bank test: transfers under SIGKILL of workers and of the
+# broker) run for a few seconds in every suite and for a minute with
+# SHMA_STRESS=1 (make check-stress).  Skipped under TSan and valgrind like the
+# integration tests: they are multi-process tests against a real broker.
 if [ "${SHMA_STRESS:-}" = 1 ]; then
-	for t in "$build"/tests/stress/test_*; do
-		[ -x "$t" ] && [ -f "$t" ] || continue
-		case "$t" in *.o|*.d) continue;; esac
-		run "stress/$(basename "$t")" "$t"
-	done
+	export SHMA_BANK_SECONDS=${SHMA_BANK_SECONDS:-60}
+else
+	export SHMA_BANK_SECONDS=${SHMA_BANK_SECONDS:-4}
 fi
+secs=${SHMA_BANK_SECONDS%%[!0-9]*} # whole seconds, for the time limit
+limit=$((timeout_s + ${secs:-0}))
+[ -n "$skip_integ" ] && echo "(stress tests skipped under $skip_integ)"
+for t in "$build"/tests/stress/test_*; do
+	[ -n "$skip_integ" ] && break
+	[ -x "$t" ] && [ -f "$t" ] || continue
+	case "$t" in *.o|*.d) continue;; esac
+	run "stress/$(basename "$t")" "$t"
+done
+limit=$timeout_s
 # Crash tests fork the program that must die and check how it died; they are
 # not run under valgrind (which reports the deliberate crashes).
 for t in "$build"/tests/crash/crash_*; do
