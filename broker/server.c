@@ -119,6 +119,7 @@ struct pending {
 	uint64_t arr_id;   /* DELETE: the incarnation deleted */
 	char name[CAT_NAME_MAX + 1]; /* CREATE, DELETE */
 	struct cat_result res;	     /* COMMIT */
+	bool pinned;		     /* COMMIT: rev is pinned for it */
 };
 
 static uint64_t now_ms(void)
@@ -621,6 +622,8 @@ static void server_flush(struct server *s)
 				    r == -ENOSPC ? "the store is full (store_size, or the disk)" :
 				    strerror(-r));
 		}
+		if (p->pinned)
+			catalog_unpin(s->cat, p->rev);
 		json_decref(p->id);
 		catalog_result_free(&p->res);
 		free(p);
@@ -1334,6 +1337,9 @@ static void op_commit(struct server *s, struct client *c, struct req *r)
 	if (p) {
 		p->from = from;
 		p->res = res;
+		/* held until the client's snapshot moves there (finish_commit):
+		 * later changes of the batch must not let retention drop it */
+		p->pinned = catalog_pin(s->cat, res.rev, &err) == 0;
 	} else {
 		catalog_result_free(&res);
 	}
