@@ -1548,7 +1548,8 @@ int store_lmdb_restore(struct store *st, struct catalog *c, struct pool *pool, c
 		r = restore_fail(&rs, r, "cannot restore revision %" PRIu64, s->head);
 		goto out;
 	}
-	qsort(s->q, s->nq, sizeof(*s->q), cmp_cq);
+	if (s->nq)
+		qsort(s->q, s->nq, sizeof(*s->q), cmp_cq);
 	s->nq_synced = s->nq;
 	log_info("store %s: restored %zu array incarnations, %" PRIu64 " block versions (%" PRIu64
 		 " MiB in the pool), head revision %" PRIu64 ", oldest kept %" PRIu64, s->dir,
