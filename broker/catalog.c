@@ -653,18 +653,10 @@ static int names_reserve(struct catalog *c, size_t n)
 	return 0;
 }
 
-/* Make a visible from revision rev (room reserved: cannot fail). */
-static void array_link(struct catalog *c, struct cat_array *a, uint64_t rev)
+/* Make a the newest incarnation of its name (room reserved; i and found
+ * from name_search) and count it. */
+static void names_push(struct catalog *c, struct cat_array *a, size_t i, bool found)
 {
-	bool found;
-	size_t i = name_search(c, a->name, &found);
-
-	if (!a->id)
-		a->id = c->next_id;
-	if (a->id >= c->next_id)
-		c->next_id = a->id + 1;
-	a->created = rev;
-	a->meta->rev = rev;
 	if (found) {
 		a->prev = c->names[i];
 		c->names[i] = a;
@@ -673,8 +665,24 @@ static void array_link(struct catalog *c, struct cat_array *a, uint64_t rev)
 		c->names[i] = a;
 		c->nnames++;
 	}
-	c->nlive++;
+	if (a->deleted == CAT_LIVE)
+		c->nlive++;
 	c->nincarnations++;
+	if (a->id >= c->next_id)
+		c->next_id = a->id + 1;
+}
+
+/* Make a visible from revision rev (room reserved: cannot fail). */
+static void array_link(struct catalog *c, struct cat_array *a, uint64_t rev)
+{
+	bool found;
+	size_t i = name_search(c, a->name, &found);
+
+	if (!a->id)
+		a->id = c->next_id;
+	a->created = rev;
+	a->meta->rev = rev;
+	names_push(c, a, i, found);
 }
 
 int catalog_create(struct catalog *c, const struct cat_create *cr, uint64_t max_arrays,
@@ -1510,23 +1518,11 @@ int catalog_restore_array(struct catalog *c, const struct cat_restore_array *ra,
 	}
 	/* incarnations come in id order: the newest of a name is the last */
 	i = name_search(c, a->name, &found);
-	if (found) {
-		if (c->names[i]->id >= a->id) {
-			array_unalloc_all(a);
-			return -EINVAL;
-		}
-		a->prev = c->names[i];
-		c->names[i] = a;
-	} else {
-		memmove(&c->names[i + 1], &c->names[i], (c->nnames - i) * sizeof(*c->names));
-		c->names[i] = a;
-		c->nnames++;
+	if (found && c->names[i]->id >= a->id) {
+		array_unalloc_all(a);
+		return -EINVAL;
 	}
-	if (a->deleted == CAT_LIVE)
-		c->nlive++;
-	c->nincarnations++;
-	if (a->id >= c->next_id)
-		c->next_id = a->id + 1;
+	names_push(c, a, i, found);
 	*out = a;
 	return 0;
 }
