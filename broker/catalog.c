@@ -1097,66 +1097,112 @@ void catalog_result_free(struct cat_result *res)
 	res->narr = 0;
 }
 
-/* Make the commit visible: new versions on the chains, superseded ones to
- * the GC queue, the next revision.  Everything that can fail happens before
- * anything is linked, so this succeeds whole or changes nothing. */
-static int publish(struct catalog *c, const struct cat_commit *cm, struct work_arr *w,
-		   uint64_t rev)
+/* Making a commit visible takes two steps around the store's write: prepare
+ * does everything that can fail (allocations, new chains' pagemap inserts,
+ * the revision's time), so that link, after the store took the commit,
+ * cannot fail; cancel undoes prepare when the store refused it. */
+struct prep {
+	struct cat_blkver **vs;
+	struct cat_metaver **mvs;
+	bool *fresh; /* the block's chain starts with this commit */
+	size_t total;
+};
+
+static void prep_free(struct prep *p, size_t narr, bool all)
 {
-	struct cat_blkver **vs = NULL;
-	struct cat_metaver **mvs = NULL;
-	bool *fresh = NULL; /* the block's chain starts with this commit */
-	size_t total = 0, k;
-	int r = -ENOMEM;
+	for (size_t k = 0; all && k < p->total; k++)
+		free(p->vs[k]);
+	for (size_t i = 0; all && p->mvs && i < narr; i++)
+		free(p->mvs[i]);
+	free(p->vs);
+	free(p->mvs);
+	free(p->fresh);
+	memset(p, 0, sizeof(*p));
+}
+
+/* Take the fresh chains out again. */
+static void prep_unchain(const struct cat_commit *cm, struct work_arr *w, struct prep *p)
+{
+	size_t k = 0;
 
 	for (size_t i = 0; i < cm->narr; i++)
-		total += w[i].n;
-	vs = calloc(total + 1, sizeof(*vs));
-	fresh = calloc(total + 1, sizeof(*fresh));
-	mvs = calloc(cm->narr + 1, sizeof(*mvs));
-	if (!vs || !fresh || !mvs)
-		goto out;
-	for (k = 0; k < total; k++)
-		if (!(vs[k] = calloc(1, sizeof(**vs))))
-			goto out_free;
-	for (size_t i = 0; i < cm->narr; i++)
-		if (w[i].resize && !(mvs[i] = calloc(1, sizeof(**mvs))))
-			goto out_free;
-	{
-		size_t ncreated = 0;
+		for (size_t j = 0; j < w[i].n; j++, k++)
+			if (p->fresh[k])
+				pagemap_del(&w[i].a->blocks, w[i].blks[j]);
+}
 
-		for (size_t i = 0; i < cm->narr; i++)
-			ncreated += w[i].created;
-		if (names_reserve(c, ncreated))
-			goto out_free;
+static int publish_prepare(struct catalog *c, const struct cat_commit *cm, struct work_arr *w,
+			   uint64_t rev, struct prep *p)
+{
+	size_t k, ncreated = 0;
+
+	memset(p, 0, sizeof(*p));
+	for (size_t i = 0; i < cm->narr; i++) {
+		p->total += w[i].n;
+		ncreated += w[i].created;
 	}
-	if (c->ngc + total + cm->narr > c->capgc) {
-		size_t ncap = c->ngc + total + cm->narr + 16;
+	p->vs = calloc(p->total + 1, sizeof(*p->vs));
+	p->fresh = calloc(p->total + 1, sizeof(*p->fresh));
+	p->mvs = calloc(cm->narr + 1, sizeof(*p->mvs));
+	if (!p->vs || !p->fresh || !p->mvs)
+		goto err_free;
+	for (k = 0; k < p->total; k++)
+		if (!(p->vs[k] = calloc(1, sizeof(**p->vs))))
+			goto err_free;
+	for (size_t i = 0; i < cm->narr; i++)
+		if (w[i].resize && !(p->mvs[i] = calloc(1, sizeof(**p->mvs))))
+			goto err_free;
+	if (names_reserve(c, ncreated))
+		goto err_free;
+	if (c->ngc + p->total + cm->narr > c->capgc) {
+		size_t ncap = c->ngc + p->total + cm->narr + 16;
 		struct gc_entry *ng = realloc(c->gc, ncap * sizeof(*ng));
 
 		if (!ng)
-			goto out_free;
+			goto err_free;
 		c->gc = ng;
 		c->capgc = ncap;
 	}
 	/* new chains go in now (a pagemap insert may allocate); replacing the
-	 * head of an existing chain later cannot fail */
+	 * head of an existing chain later cannot fail.  Their version is newer
+	 * than every snapshot, so nobody sees it before link. */
 	k = 0;
 	for (size_t i = 0; i < cm->narr; i++)
 		for (size_t j = 0; j < w[i].n; j++, k++) {
-			vs[k]->rev = rev;
-			vs[k]->slot = w[i].slots[j];
+			p->vs[k]->rev = rev;
+			p->vs[k]->slot = w[i].slots[j];
 			if (pagemap_get(&w[i].a->blocks, w[i].blks[j]))
 				continue;
-			if (pagemap_set(&w[i].a->blocks, w[i].blks[j], vs[k]))
-				goto out_undo;
-			fresh[k] = true;
+			if (pagemap_set(&w[i].a->blocks, w[i].blks[j], p->vs[k]))
+				goto err_unchain;
+			p->fresh[k] = true;
 		}
 	if (note_revision(c, rev))
-		goto out_undo;
+		goto err_unchain;
+	return 0;
 
-	/* nothing below fails */
-	k = 0;
+err_unchain:
+	prep_unchain(cm, w, p);
+err_free:
+	prep_free(p, cm->narr, true);
+	return -ENOMEM;
+}
+
+static void publish_cancel(struct catalog *c, const struct cat_commit *cm, struct work_arr *w,
+			   struct prep *p)
+{
+	prep_unchain(cm, w, p);
+	c->ntimes--; /* the revision noted by prepare did not happen */
+	prep_free(p, cm->narr, true);
+}
+
+/* Make the commit visible: new versions on the chains, superseded ones to
+ * the GC queue, the next revision.  Cannot fail. */
+static void publish_link(struct catalog *c, const struct cat_commit *cm, struct work_arr *w,
+			 uint64_t rev, struct prep *p)
+{
+	size_t k = 0;
+
 	for (size_t i = 0; i < cm->narr; i++) {
 		struct cat_array *a = w[i].a;
 
@@ -1164,12 +1210,12 @@ static int publish(struct catalog *c, const struct cat_commit *cm, struct work_a
 			array_link(c, a, rev);
 
 		for (size_t j = 0; j < w[i].n; j++, k++) {
-			struct cat_blkver *v = vs[k], *head;
+			struct cat_blkver *v = p->vs[k], *head;
 
 			c->nversions++;
 			a->nversions++;
 			a->data_rev = rev;
-			if (fresh[k])
+			if (p->fresh[k])
 				continue;
 			head = pagemap_get(&a->blocks, w[i].blks[j]);
 			v->older = head;
@@ -1178,36 +1224,20 @@ static int publish(struct catalog *c, const struct cat_commit *cm, struct work_a
 							     .from = head->rev, .until = rev };
 			pagemap_set(&a->blocks, w[i].blks[j], v);
 		}
-		if (mvs[i]) {
-			mvs[i]->rev = rev;
-			mvs[i]->m = w[i].meta;
-			mvs[i]->older = a->meta;
-			a->meta->newer = mvs[i];
+		if (p->mvs[i]) {
+			struct cat_metaver *mv = p->mvs[i];
+
+			mv->rev = rev;
+			mv->m = w[i].meta;
+			mv->older = a->meta;
+			a->meta->newer = mv;
 			c->gc[c->ngc++] = (struct gc_entry){ .a = a, .mv = a->meta,
 							     .from = a->meta->rev, .until = rev };
-			a->meta = mvs[i];
+			a->meta = mv;
 		}
 	}
 	c->head = rev;
-	r = 0;
-	goto out;
-
-out_undo:
-	k = 0;
-	for (size_t i = 0; i < cm->narr; i++)
-		for (size_t j = 0; j < w[i].n; j++, k++)
-			if (fresh[k])
-				pagemap_del(&w[i].a->blocks, w[i].blks[j]);
-out_free:
-	for (k = 0; k < total; k++)
-		free(vs[k]);
-	for (size_t i = 0; i < cm->narr; i++)
-		free(mvs[i]);
-out:
-	free(vs);
-	free(mvs);
-	free(fresh);
-	return r;
+	prep_free(p, cm->narr, false); /* the versions are the catalog's now */
 }
 
 /* Copy what the commit did into res (for the store, the reply and the
@@ -1241,6 +1271,7 @@ static int make_result(const struct cat_commit *cm, const struct work_arr *w, ui
 int catalog_commit(struct catalog *c, const struct cat_commit *cm, uint64_t now_ms,
 		   struct cat_result *res, struct cat_err *err)
 {
+	struct prep prep;
 	struct work_arr *w;
 	struct store_record rec;
 	uint64_t data_len = 0;
@@ -1331,17 +1362,20 @@ int catalog_commit(struct catalog *c, const struct cat_commit *cm, uint64_t now_
 		err_set(err, r, "out of memory");
 		goto out_free_result;
 	}
-	rec = (struct store_record){ .kind = STORE_COMMIT, .rev = c->head + 1,
-				     .time_ms = c->now_ms, .commit = cm, .result = res,
-				     .pool = c->pool };
-	r = write_store(c, &rec, err);
-	if (r)
-		goto out_free_result;
-	r = publish(c, cm, w, c->head + 1);
+	r = publish_prepare(c, cm, w, c->head + 1, &prep);
 	if (r) {
 		err_set(err, r, "out of memory");
 		goto out_free_result;
 	}
+	rec = (struct store_record){ .kind = STORE_COMMIT, .rev = c->head + 1,
+				     .time_ms = c->now_ms, .commit = cm, .result = res,
+				     .pool = c->pool };
+	r = write_store(c, &rec, err);
+	if (r) {
+		publish_cancel(c, cm, w, &prep);
+		goto out_free_result;
+	}
+	publish_link(c, cm, w, c->head + 1, &prep); /* cannot fail: the store has it */
 	c->commits++;
 	goto out;
 
@@ -1558,11 +1592,13 @@ int catalog_restore_block(struct catalog *c, struct cat_array *a, uint64_t blk, 
 	return 0;
 }
 
-int catalog_restore_done(struct catalog *c, uint64_t head, uint64_t floor)
+int catalog_restore_done(struct catalog *c, uint64_t head, uint64_t floor, uint64_t next_id)
 {
 	if (floor > head)
 		return -EINVAL;
 	c->head = head;
+	if (next_id > c->next_id) /* ids of incarnations compacted away stay used */
+		c->next_id = next_id;
 	c->floor = floor;
 	c->compacted = floor;
 	/* ages are unknown after a restart: count them from now, so retention

@@ -235,7 +235,9 @@ void catalog_result_free(struct cat_result *res);
  * commit).  Between catalog_batch_begin and catalog_batch_end the changes
  * are made as usual, but nothing is freed (catalog_gc waits), so that
  * catalog_batch_end(c, false) can undo all of them when the store could not
- * make them durable.  Nobody may pin a revision of an open batch. */
+ * make them durable.  Nobody but the server's own batch bookkeeping may pin
+ * a revision of an open batch (those pins go before catalog_batch_end's
+ * undo matters: they are dropped right after it). */
 void catalog_batch_begin(struct catalog *c);
 bool catalog_batch_open(const struct catalog *c);
 /* keep: the changes stay; else the catalog is as at catalog_batch_begin
@@ -246,9 +248,9 @@ void catalog_batch_end(struct catalog *c, bool keep);
  *
  * The store calls these to rebuild what it kept: every incarnation in id
  * order, then each block's versions in ascending revision order (their
- * slots already filled), then catalog_restore_done with the head revision
- * and the oldest revision the store kept whole (floor): older revisions are
- * never reported as kept, whatever the retention says. */
+ * slots already filled), then catalog_restore_done with the head revision,
+ * the oldest revision the store kept whole (floor: older revisions are
+ * never reported as kept, whatever the retention says) and the next id. */
 struct cat_restore_array {
 	uint64_t id;
 	const char *name;
@@ -266,6 +268,8 @@ int catalog_restore_array(struct catalog *c, const struct cat_restore_array *ra,
 /* slot: filled pool slot (now owned by the catalog) or CAT_HOLE. */
 int catalog_restore_block(struct catalog *c, struct cat_array *a, uint64_t blk, uint64_t rev,
 			  uint64_t slot);
-int catalog_restore_done(struct catalog *c, uint64_t head, uint64_t floor);
+/* next_id: the lowest incarnation id never used (ids are never reused,
+ * even of incarnations the store no longer holds). */
+int catalog_restore_done(struct catalog *c, uint64_t head, uint64_t floor, uint64_t next_id);
 
 #endif

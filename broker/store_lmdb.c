@@ -83,6 +83,8 @@ struct lstore {
 	char id[33];
 	char dir[PATH_MAX];
 	uint64_t head, next_id, oldest; /* as stored */
+	const char *map;		/* LMDB's map of data.mdb, and the file's */
+	uint64_t file_size;		/* size when opened (restore reads only that) */
 	uint64_t s_head, s_next_id;	/* staged in txn */
 	uint64_t want_oldest;		/* told by compact() */
 	struct cq *q;
@@ -334,8 +336,10 @@ static int get_array_json(struct lstore *s, MDB_txn *txn, uint64_t id, json_t **
 	rc = mdb_get(txn, s->arrays, &k, &d);
 	if (rc)
 		return mdb_err(rc);
+	if (d.mv_size < 4)
+		return -EIO;
 	memcpy(&crc, d.mv_data, 4);
-	if (d.mv_size < 4 || crc != crc32c((char *)d.mv_data + 4, d.mv_size - 4))
+	if (crc != crc32c((char *)d.mv_data + 4, d.mv_size - 4))
 		return -EIO;
 	*out = json_loadb((char *)d.mv_data + 4, d.mv_size - 4, 0, NULL);
 	return *out ? 0 : -EIO;
@@ -496,6 +500,13 @@ static int write_commit(struct lstore *s, MDB_txn *txn, const struct store_recor
 						set_bit(changed, b->runs[x].first + pg);
 			else
 				for (uint32_t pg = 0; pg < npages; pg++)
+					set_bit(changed, pg);
+			/* the catalog zeroes the last block past the array's end
+			 * (a shrink's new last block): those pages changed too */
+			if (ra->meta.nbytes % a->blksize &&
+			    ra->blks[k] == (ra->meta.nbytes - 1) / a->blksize)
+				for (uint64_t pg = (ra->meta.nbytes % a->blksize) / PAGE_4K;
+				     pg < npages; pg++)
 					set_bit(changed, pg);
 			r = put_block(s, txn, a->id, ra->blks[k], rec->rev, npages,
 				      pool_addr(rec->pool, ra->slots[k]), changed);
@@ -745,7 +756,7 @@ static int begin(struct lstore *s)
 static int lmdb_write(struct store *st, const struct store_record *rec)
 {
 	struct lstore *s = L(st);
-	size_t nq = s->nq;
+	size_t nq = s->nq - s->qfront; /* queue() may move the entries down */
 	uint64_t next_id;
 	MDB_txn *child;
 	int r;
@@ -773,7 +784,7 @@ static int lmdb_write(struct store *st, const struct store_record *rec)
 	else
 		mdb_txn_abort(child);
 	if (r) {
-		s->nq = nq; /* what it queued is not there */
+		s->nq = s->qfront + nq; /* what it queued is not there */
 		s->s_next_id = next_id;
 		log_warn("store: cannot write revision %" PRIu64 ": %s", rec->rev,
 			 r == -ENOSPC ? "the store is full (store_size, or the disk)" :
@@ -790,13 +801,25 @@ static int do_compaction(struct lstore *s, size_t *front)
 	size_t i = s->qfront, done = 0;
 	int r = 0;
 
+	/* each item in a child transaction: one that fails (a damaged
+	 * record, no room for a rewrite) is left as it is, never failing the
+	 * batch it rides with */
 	while (!r && i < s->nq && s->q[i].rev <= oldest && done < COMPACT_PER_SYNC) {
 		const struct cq *e = &s->q[i];
+		MDB_txn *child;
+		int rc = mdb_txn_begin(s->env, s->txn, 0, &child);
 
-		if (e->array)
-			r = compact_array(s, s->txn, e->id);
+		if (rc)
+			return mdb_err(rc); /* the batch itself is in trouble */
+		rc = e->array ? compact_array(s, child, e->id) :
+				compact_block(s, child, e->id, e->blk, oldest);
+		if (!rc)
+			rc = mdb_err(mdb_txn_commit(child));
 		else
-			r = compact_block(s, s->txn, e->id, e->blk, oldest);
+			mdb_txn_abort(child);
+		if (rc)
+			log_warn("store: compaction of array %" PRIu64 " block %" PRIu64
+				 " skipped: %s", e->id, e->blk, strerror(-rc));
 		i++;
 		done++;
 	}
@@ -974,6 +997,36 @@ static bool dir_has_other(const char *dir, char *what, size_t len)
 	return other;
 }
 
+/* Where LMDB mapped path (it says only for a fixed map): from
+ * /proc/self/maps; NULL if not found (restore then refuses). */
+static const char *map_of(const char *path)
+{
+	char line[PATH_MAX + 128], real[PATH_MAX];
+	const char *found = NULL;
+	FILE *f;
+
+	if (!realpath(path, real))
+		return NULL;
+	f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return NULL;
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned long start, off;
+		char *name = strchr(line, '/');
+		size_t n;
+
+		if (!name || sscanf(line, "%lx-%*x %*s %lx", &start, &off) != 2 || off != 0)
+			continue;
+		n = strlen(name);
+		if (n && name[n - 1] == '\n')
+			name[--n] = 0;
+		if (!strcmp(name, real))
+			found = (const char *)start;
+	}
+	fclose(f);
+	return found;
+}
+
 /* Check the format record, or write a new store's. */
 static int check_format(struct lstore *s, MDB_txn *txn, bool fresh, const char *new_id,
 			char *errbuf, size_t errlen)
@@ -1124,6 +1177,8 @@ int store_lmdb_open(const struct store_lmdb_opts *o, const char *new_id, struct 
 			     rc ? 0 : (uintmax_t)(info.me_last_pgno + 1) * mst.ms_psize);
 			goto err;
 		}
+		s->map = map_of(path);
+		s->file_size = (uint64_t)sb.st_size;
 	}
 	rc = mdb_txn_begin(s->env, NULL, 0, &txn);
 	if (rc) {
@@ -1210,6 +1265,16 @@ static bool j_u64(json_t *v, uint64_t *out)
 	return true;
 }
 
+/* Does the value lie inside data.mdb?  (A damaged node can claim a size
+ * that runs past the file: reading it would fault.) */
+static bool in_file(const struct lstore *s, const MDB_val *d)
+{
+	const char *p = d->mv_data;
+
+	return s->map && p >= s->map && d->mv_size <= s->file_size &&
+	       (uint64_t)(p - s->map) <= s->file_size - d->mv_size;
+}
+
 static int restore_array(struct restore *rs, uint64_t id, const MDB_val *d)
 {
 	struct cat_restore_array ra = { .id = id, .deleted = CAT_LIVE };
@@ -1220,8 +1285,9 @@ static int restore_array(struct restore *rs, uint64_t id, const MDB_val *d)
 	struct rarr *e;
 	int r = -EIO;
 
-	if (d->mv_size < 4)
-		return restore_fail(rs, -EIO, "arrays record %" PRIu64 ": truncated", id);
+	if (d->mv_size < 4 || !in_file(rs->s, d))
+		return restore_fail(rs, -EIO, "arrays record %" PRIu64 ": damaged (truncated, "
+				    "or past the end of data.mdb)", id);
 	memcpy(&crc, d->mv_data, 4);
 	if (crc != crc32c((char *)d->mv_data + 4, d->mv_size - 4))
 		return restore_fail(rs, -EIO, "arrays record %" PRIu64 ": bad checksum", id);
@@ -1292,7 +1358,13 @@ static int restore_array(struct restore *rs, uint64_t id, const MDB_val *d)
 			     "store's head revision %" PRIu64, name, id, rs->s->head);
 		goto out;
 	}
-	/* only the shape versions a kept revision can see */
+	if (ra.deleted != CAT_LIVE) { /* compaction takes it once oldest passes */
+		r = queue(rs->s, id, 0, ra.deleted, true);
+		if (r) {
+			restore_fail(rs, r, "out of memory");
+			goto out;
+		}
+	}
 	r = catalog_restore_array(rs->c, &ra, &e->a);
 	if (r) {
 		restore_fail(rs, r, "arrays record %" PRIu64 " (\"%s\") cannot be restored: %s", id,
@@ -1340,9 +1412,10 @@ static int check_block(struct restore *rs, const MDB_val *k, const MDB_val *d,
 	uint64_t nstored = 0;
 
 	rr->rev = get_be64((unsigned char *)k->mv_data + 16);
-	if (d->mv_size < sizeof(h))
+	if (d->mv_size < sizeof(h) || !in_file(rs->s, d))
 		return restore_fail(rs, -EIO, "blocks record (%" PRIu64 ", %" PRIu64 ", %" PRIu64
-				    "): truncated", id, blk, rr->rev);
+				    "): damaged (truncated, or past the end of data.mdb)", id, blk,
+				    rr->rev);
 	memcpy(&h, d->mv_data, sizeof(h));
 	if (h.crc != crc32c((char *)d->mv_data + 4, d->mv_size - 4))
 		return restore_fail(rs, -EIO, "blocks record (array %" PRIu64 ", block %" PRIu64
@@ -1406,37 +1479,71 @@ static int fill_version(struct restore *rs, struct cat_array *a, const struct rr
 	return 0;
 }
 
+/* Put record r's pages over the block at dst (which holds the version
+ * before it). */
+static void apply_record(const struct rrec *r, char *dst)
+{
+	const char *src = r->pages;
+
+	for (uint32_t p = 0; p < r->h->npages; p++) {
+		if (!bit(r->changed, p))
+			continue;
+		if (bit(r->zero, p)) {
+			memset(dst + (size_t)p * PAGE_4K, 0, PAGE_4K);
+		} else {
+			memcpy(dst + (size_t)p * PAGE_4K, src, PAGE_4K);
+			src += PAGE_4K;
+		}
+	}
+}
+
 /* One block's records, ascending: its versions from the newest record <=
- * oldest on. */
+ * oldest on.  The first is rebuilt from the records under it; each later
+ * one is the one before plus its record. */
 static int restore_block(struct restore *rs, struct rarr *ra, uint64_t blk, struct rrec *recs,
 			 size_t n)
 {
+	uint64_t prev = CAT_HOLE;
 	ssize_t base = -1;
-	int r;
+	int r = 0;
 
 	for (size_t i = 0; i < n; i++)
 		if (recs[i].rev <= rs->s->oldest)
 			base = (ssize_t)i;
-	if (base > 0 || (base == 0 && recs[0].h->kind == BLK_HOLE)) {
+	/* what compaction had still to do when the broker stopped: what is
+	 * under the base now, the rest once oldest reaches the newest record */
+	if (base > 0 || (base == 0 && recs[0].h->kind == BLK_HOLE))
 		r = queue(rs->s, ra->id, blk, recs[base].rev, false);
-		if (r)
-			return restore_fail(rs, r, "out of memory");
-	}
+	if (!r && n > 1 && recs[n - 1].rev > rs->s->oldest)
+		r = queue(rs->s, ra->id, blk, recs[n - 1].rev, false);
+	if (r)
+		return restore_fail(rs, r, "out of memory");
 	for (size_t i = base < 0 ? 0 : (size_t)base; i < n; i++) {
 		uint64_t slot = CAT_HOLE;
 
 		if (recs[i].h->kind == BLK_HOLE) {
 			if ((ssize_t)i == base)
 				continue; /* zeros from the start: no version needed */
+		} else if (prev != CAT_HOLE) {
+			if (!pool_alloc(rs->pool, ra->a->blksize, &slot))
+				r = -ENOSPC;
+			if (!r) {
+				memcpy(pool_addr(rs->pool, slot), pool_addr(rs->pool, prev),
+				       ra->a->blksize);
+				apply_record(&recs[i], pool_addr(rs->pool, slot));
+				rs->nslots++;
+			}
 		} else {
 			r = fill_version(rs, ra->a, recs, i, &slot);
+		}
+		if (r) {
 			if (r == -ENOSPC)
 				return restore_fail(rs, r, "the pool (pool_size, %" PRIu64 " MiB) is too "
 						    "small for the stored data (%" PRIu64 " blocks "
 						    "restored so far)", rs->pool->size >> 20, rs->nslots);
-			if (r)
-				return restore_fail(rs, r, "out of memory");
+			return restore_fail(rs, r, "out of memory");
 		}
+		prev = slot;
 		r = catalog_restore_block(rs->c, ra->a, blk, recs[i].rev, slot);
 		if (r) {
 			if (slot != CAT_HOLE)
@@ -1543,7 +1650,7 @@ int store_lmdb_restore(struct store *st, struct catalog *c, struct pool *pool, c
 	mdb_cursor_close(cu);
 	if (r)
 		goto out;
-	r = catalog_restore_done(c, s->head, s->oldest);
+	r = catalog_restore_done(c, s->head, s->oldest, s->next_id);
 	if (r) {
 		r = restore_fail(&rs, r, "cannot restore revision %" PRIu64, s->head);
 		goto out;

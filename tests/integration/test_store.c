@@ -1716,6 +1716,145 @@ static void test_async_survives_kill(void **state)
 	it_stop(&broker);
 }
 
+/* ---- found in review ------------------------------------------------------------- */
+
+static long long array_id(struct tclient *c, const char *name)
+{
+	json_t *r = it_ok(c, "{\"op\":\"stat\",\"name\":\"%s\"}", name);
+	long long id = json_integer_value(json_object_get(json_object_get(r, "meta"), "id"));
+
+	json_decref(r);
+	return id;
+}
+
+/* Ids are never reused, even of an incarnation compacted away before a
+ * restart: a new array with a deleted one's id had its record deleted by
+ * the old one's pending compaction (an acknowledged array lost, and a
+ * store that would not start again). */
+static void test_ids_not_reused_after_restart(void **state)
+{
+	struct tclient a;
+	long long id_b, id_c;
+
+	(void)state;
+	it_start(&broker, "{\"retention\":{\"revisions\":1,\"seconds\":0}}");
+	it_open_client(&a, &broker);
+	it_create(&a, "a", IT_BLOCK, 0);
+	it_create(&a, "b", IT_BLOCK, 0);
+	id_b = array_id(&a, "b");
+	json_decref(it_ok(&a, "{\"op\":\"delete\",\"name\":\"b\"}"));
+	tclient_close(&a);
+	harness_kill(&broker); /* before a tick compacts */
+	assert_int_equal(harness_restart(&broker), 0);
+	it_open_client(&a, &broker);
+	it_commit_ok(&a, "a", 0, 0, 1, 1);
+	it_commit_ok(&a, "a", 0, 0, 1, 2);
+	it_sleep_ms(2500); /* ticks: the store's oldest passes b's deletion */
+	json_decref(it_ok(&a, "{\"op\":\"stats\"}"));
+	tclient_close(&a);
+	harness_kill(&broker);
+	assert_int_equal(harness_restart(&broker), 0);
+	it_open_client(&a, &broker);
+	it_create(&a, "c", IT_BLOCK, 0);
+	id_c = array_id(&a, "c");
+	assert_true(id_c > id_b);
+	it_commit_ok(&a, "c", 0, 0, 1, 7);
+	tclient_close(&a);
+	harness_kill(&broker);
+	assert_int_equal(harness_restart(&broker), 0);
+	it_open_client(&a, &broker);
+	assert_int_equal(array_id(&a, "c"), id_c);
+	assert_true(it_block_page_is(&a, it_open_block(&a, "c", 0), 0, 7));
+	tclient_close(&a);
+	it_stop(&broker);
+}
+
+/* A shrink that also changes the new last block: the broker zeroes that
+ * block past the new end, pages the client did not send; after a restart
+ * they must still be zeros (a later grow shows them). */
+static void test_shrink_tail_after_restart(void **state)
+{
+	struct tclient a;
+	json_t *r;
+	long long off;
+	int fd;
+
+	(void)state;
+	it_start(&broker, NULL);
+	it_open_client(&a, &broker);
+	it_create(&a, "t", 2 * IT_BLOCK, 0);
+	it_commit_ok(&a, "t", 1, 0, IT_PPB, 1); /* block 1: every page tag 1 */
+	/* shrink to 1 block + 2 pages, changing page 0 of block 1 */
+	r = it_commit_pages(&a, "t", 1, 0, 1, 2, "[73728]");
+	assert_true(reply_ok(r));
+	json_decref(r);
+	tclient_close(&a);
+	harness_kill(&broker);
+	assert_int_equal(harness_restart(&broker), 0);
+	it_open_client(&a, &broker);
+	off = it_open_block(&a, "t", 1);
+	for (uint32_t p = 2; p < IT_PPB; p++)
+		assert_true(it_block_page_zero(&a, off, p));
+	fd = it_pages_memfd(0, 0, 0);
+	r = tclient_call(&a, &fd, 1, NULL, NULL, "{\"op\":\"commit\",\"arrays\":[{\"name\":"
+			 "\"t\",\"shape\":[131072],\"blocks\":[]}]}");
+	close(fd);
+	assert_true(reply_ok(r));
+	json_decref(r);
+	off = it_open_block(&a, "t", 1);
+	assert_true(it_block_page_zero(&a, off, 5));
+	tclient_close(&a);
+	it_stop(&broker);
+}
+
+/* A damaged LMDB leaf node claiming an overflow value 16 MiB longer than
+ * it is: the broker refuses to start (it must not read past the file). */
+static void test_refuse_value_past_end(void **state)
+{
+	struct tclient a;
+	unsigned char key[24] = { 0 }, *buf;
+	char path[400], *said;
+	FILE *f;
+	long len;
+	int found = 0;
+
+	(void)state;
+	it_start(&broker, NULL);
+	it_open_client(&a, &broker);
+	it_create(&a, "d", IT_BLOCK, 0);
+	it_commit_ok(&a, "d", 0, 0, IT_PPB, 3); /* array 1, revision 2 */
+	tclient_close(&a);
+	harness_kill(&broker);
+	data_file(&broker, "data.mdb", path, sizeof(path));
+	key[7] = 1;
+	key[23] = 2;
+	f = fopen(path, "r+b");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	buf = malloc((size_t)len);
+	assert_non_null(buf);
+	fseek(f, 0, SEEK_SET);
+	assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+	/* the leaf node of that key: its data size's high half sits 6 bytes
+	 * before the key (LMDB's MDB_node: lo, hi, flags, ksize, key) */
+	for (long i = 8; i + 24 <= len; i++)
+		if (!memcmp(buf + i, key, 24) && buf[i - 2] == 24 && (buf[i - 4] & 1)) {
+			uint16_t hi = 0x0100;
+
+			fseek(f, i - 6, SEEK_SET);
+			assert_int_equal(fwrite(&hi, 2, 1, f), 1);
+			found++;
+		}
+	fclose(f);
+	free(buf);
+	assert_true(found > 0);
+	said = start_refused(&broker);
+	assert_says(&broker, said, "damaged|past the end");
+	free(said);
+	harness_cleanup(&broker);
+}
+
 #define T(fn) cmocka_unit_test_teardown(fn, teardown)
 
 int main(void)
@@ -1739,6 +1878,9 @@ int main(void)
 		T(test_memory_only),
 		T(test_default_data_dir),
 		T(test_async_survives_kill),
+		T(test_ids_not_reused_after_restart),
+		T(test_shrink_tail_after_restart),
+		T(test_refuse_value_past_end),
 	};
 
 	/* children of the harness inherit stdout: no half-written lines */
