@@ -50,7 +50,8 @@
 #define BLK_MAGIC 0x314b4c42u /* "BLK1" */
 #define BLK_DATA 0
 #define BLK_HOLE 1
-#define COMPACT_PER_SYNC 512 /* queue entries handled by one sync */
+#define COMPACT_PER_SYNC 512 /* queue entries handled by one sync at most */
+#define COMPACT_BATCH 256    /* due entries before a commit's sync does them */
 
 /* The value of a blocks record: this header, the changed and zero page
  * bitmaps (nwords uint64 each), then the nstored changed non-zero pages in
@@ -525,12 +526,22 @@ struct crec {
 	size_t nchanged;
 };
 
+/* Bits set in x (without libgcc's call: the baseline x86-64 has no
+ * popcount instruction). */
+static int popcount64(uint64_t x)
+{
+	x -= (x >> 1) & 0x5555555555555555u;
+	x = (x & 0x3333333333333333u) + ((x >> 2) & 0x3333333333333333u);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fu;
+	return (int)((x * 0x0101010101010101u) >> 56);
+}
+
 static int popcount_bm(const uint64_t *bm, size_t nw)
 {
 	int n = 0;
 
 	for (size_t i = 0; i < nw; i++)
-		n += __builtin_popcountll(bm[i]);
+		n += popcount64(bm[i]);
 	return n;
 }
 
@@ -795,11 +806,30 @@ static int lmdb_write(struct store *st, const struct store_record *rec)
 	return 0;
 }
 
-static int do_compaction(struct lstore *s, size_t *front)
+/* How many queue entries are due (rev <= oldest), up to max. */
+static size_t compaction_due_count(const struct lstore *s, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = s->qfront; i < s->nq_synced && n < max; i++, n++)
+		if (s->q[i].rev > s->want_oldest)
+			break;
+	return n;
+}
+
+static int do_compaction(struct lstore *s, size_t *front, bool idle)
 {
 	uint64_t oldest = s->want_oldest;
 	size_t i = s->qfront, done = 0;
 	int r = 0;
+
+	/* a batch of changes does compaction only when much is due, so that
+	 * small commits do not pay for it each time; the idle tick does the
+	 * rest */
+	if (!idle && compaction_due_count(s, COMPACT_BATCH) < COMPACT_BATCH) {
+		*front = i;
+		return 0;
+	}
 
 	/* each item in a child transaction: one that fails (a damaged
 	 * record, no room for a rewrite) is left as it is, never failing the
@@ -839,9 +869,17 @@ static bool lmdb_pending(const struct store *st)
 	return ((const struct lstore *)st)->txn != NULL;
 }
 
+static int sync_txn(struct lstore *s, bool idle);
+
 static int lmdb_sync(struct store *st)
 {
-	struct lstore *s = L(st);
+	return sync_txn(L(st), false);
+}
+
+/* Commit the batch's transaction, with compaction work (all that is due
+ * when idle, else only when much is due). */
+static int sync_txn(struct lstore *s, bool idle)
+{
 	size_t front = s->qfront;
 	uint64_t oldest = s->want_oldest > s->oldest ? s->want_oldest : s->oldest;
 	int r, rc;
@@ -851,7 +889,7 @@ static int lmdb_sync(struct store *st)
 	r = begin(s);
 	if (r)
 		goto err;
-	r = do_compaction(s, &front);
+	r = do_compaction(s, &front, idle);
 	if (!r)
 		r = mdb_err(put_u64(s->txn, s->meta, "head", s->s_head));
 	if (!r)
@@ -905,7 +943,7 @@ static int lmdb_tick(struct store *st)
 	int rc;
 
 	if (!s->txn && compaction_due(s)) {
-		rc = lmdb_sync(st);
+		rc = sync_txn(s, true);
 		if (rc)
 			return rc;
 	}
@@ -929,6 +967,13 @@ static void lmdb_close(struct store *st)
 	if (s->txn) {
 		mdb_txn_abort(s->txn);
 		s->txn = NULL;
+	}
+	/* a clean stop leaves the store compacted (a bounded amount of work) */
+	for (int i = 0; s->env && !s->broken && i < 64 && compaction_due(s); i++) {
+		size_t before = s->qfront;
+
+		if (sync_txn(s, true) || s->qfront == before)
+			break;
 	}
 	if (s->env) {
 		if (s->unsynced)
@@ -1433,7 +1478,7 @@ static int check_block(struct restore *rs, const MDB_val *k, const MDB_val *d,
 	rr->zero = rr->changed + nw;
 	rr->pages = (const char *)(rr->zero + nw);
 	for (size_t w = 0; w < nw; w++)
-		nstored += (uint64_t)__builtin_popcountll(rr->changed[w] & ~rr->zero[w]);
+		nstored += (uint64_t)popcount64(rr->changed[w] & ~rr->zero[w]);
 	if (nstored != h.nstored)
 		return restore_fail(rs, -EIO, "blocks record (array %" PRIu64 ", block %" PRIu64
 				    ", revision %" PRIu64 "): damaged page count", id, blk, rr->rev);
