@@ -22,6 +22,13 @@ struct pin {
 	uint64_t rev, n;
 };
 
+static void fills_finish(struct catalog *c);
+
+/* len bytes into pool offset dst from offset src, or zeros (src CAT_HOLE). */
+struct fill_item {
+	uint64_t dst, src, len;
+};
+
 struct revtime {
 	uint64_t rev, ms;
 };
@@ -70,6 +77,15 @@ struct catalog {
 	uint64_t batch_head, batch_commits;
 	size_t batch_ngc, batch_ntimes;
 	uint64_t compacted; /* the last oldest-kept revision told to the store */
+
+	/* copies of unchanged pages into the batch's new slots, made while
+	 * the store syncs (catalog_fill_start) and finished by
+	 * catalog_batch_end: nobody reads those slots before */
+	struct fill_item *fills;
+	size_t nfills, capfills;
+	atomic_size_t fill_next;
+	pthread_t fill_th[3];
+	size_t nfill_th;
 };
 
 static void err_set(struct cat_err *err, int code, const char *fmt, ...)
@@ -385,6 +401,8 @@ void catalog_free(struct catalog **cp)
 			array_free(c, a);
 		}
 	}
+	fills_finish(c);
+	free(c->fills);
 	free(c->names);
 	free(c->pins);
 	free(c->times);
@@ -962,17 +980,49 @@ static int plan_array(struct work_arr *w)
 	return 0;
 }
 
-/* Write the new content of block w->blks[k] into its new slot. */
+static void fill_item_do(const struct pool *pool, const struct fill_item *it)
+{
+	char *dst = pool_addr(pool, it->dst);
+
+	if (it->src == CAT_HOLE)
+		memset(dst, 0, it->len);
+	else
+		memcpy(dst, pool_addr(pool, it->src), it->len);
+}
+
+/* Copy [from, to) of the block from old (or zeros) into the new slot: now,
+ * or, when defer, later (catalog_fill_start / catalog_batch_end). */
+static void copy_gap(struct catalog *c, uint64_t new_slot, uint64_t old, uint64_t from,
+		     uint64_t to, bool defer)
+{
+	struct fill_item it = { new_slot + from, old == CAT_HOLE ? CAT_HOLE : old + from,
+				to - from };
+
+	if (to <= from)
+		return;
+	if (defer && !grow((void **)&c->fills, &c->capfills, c->nfills, sizeof(*c->fills))) {
+		c->fills[c->nfills++] = it;
+		return;
+	}
+	fill_item_do(c->pool, &it);
+}
+
+/* Write the new content of block w->blks[k] into its new slot.  defer:
+ * the unchanged pages may be copied later, all but those the store reads
+ * (the partial page at the array's end). */
 static int fill_block(struct catalog *c, const struct cat_commit *cm, struct work_arr *w,
-		      size_t k)
+		      size_t k, bool defer)
 {
 	const struct cat_blkchange *b = w->chg[k];
 	const struct cat_blkver *head = pagemap_get(&w->a->blocks, w->blks[k]);
 	uint64_t bs = w->a->blksize, old = head ? head->slot : CAT_HOLE;
 	char *dst = pool_addr(c->pool, w->slots[k]);
 	uint64_t pos = 0, data_off = b ? b->data_off : 0;
+	uint64_t sync_from = bs; /* gaps from here on are copied now */
 	int r;
 
+	if (w->blks[k] == w->new_nblocks - 1 && w->meta.nbytes % bs)
+		sync_from = (w->meta.nbytes % bs) & ~(PAGE_4K - 1);
 	/* unchanged pages from the previous version, changed ones from the
 	 * client: only gaps are copied, so 1 changed page moves 1 page */
 	for (size_t i = 0; b && i <= b->nruns; i++) {
@@ -980,10 +1030,10 @@ static int fill_block(struct catalog *c, const struct cat_commit *cm, struct wor
 		uint64_t len = i < b->nruns ? (uint64_t)b->runs[i].count * PAGE_4K : 0;
 
 		if (start > pos) {
-			if (old == CAT_HOLE)
-				memset(dst + pos, 0, start - pos);
-			else
-				memcpy(dst + pos, (char *)pool_addr(c->pool, old) + pos, start - pos);
+			uint64_t mid = start < sync_from ? start : sync_from;
+
+			copy_gap(c, w->slots[k], old, pos, mid, defer);
+			copy_gap(c, w->slots[k], old, pos > mid ? pos : mid, start, false);
 		}
 		if (len) {
 			r = util_pread_full(cm->data_fd, dst + start, len, data_off);
@@ -1013,6 +1063,7 @@ struct fill_job {
 	struct work_arr *w;
 	size_t (*items)[2]; /* (array, block) of every block to fill */
 	size_t nitems;
+	bool defer; /* single-threaded: gaps may go to c->fills */
 	atomic_size_t next;
 	atomic_int err;
 };
@@ -1027,7 +1078,7 @@ static void *fill_worker(void *arg)
 
 		if (n >= j->nitems || atomic_load(&j->err))
 			return NULL;
-		r = fill_block(j->c, j->cm, &j->w[j->items[n][0]], j->items[n][1]);
+		r = fill_block(j->c, j->cm, &j->w[j->items[n][0]], j->items[n][1], j->defer);
 		if (r) {
 			int zero = 0;
 
@@ -1059,6 +1110,10 @@ static int fill_all(struct catalog *c, const struct cat_commit *cm, struct work_
 	atomic_init(&j.next, 0);
 	atomic_init(&j.err, 0);
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	/* in a batch, small commits leave the copies of unchanged pages for
+	 * later: they run while the store syncs (big ones fill in parallel
+	 * now) */
+	j.defer = c->batch && (bytes < FILL_PARALLEL_BYTES || ncpu <= 1);
 	if (bytes >= FILL_PARALLEL_BYTES && ncpu > 1)
 		while (nth < (size_t)ncpu - 1 && nth < FILL_MAX_THREADS - 1 && nth + 1 < j.nitems &&
 		       pthread_create(&th[nth], NULL, fill_worker, &j) == 0)
@@ -1274,6 +1329,7 @@ int catalog_commit(struct catalog *c, const struct cat_commit *cm, uint64_t now_
 	struct prep prep;
 	struct work_arr *w;
 	struct store_record rec;
+	size_t nfills = c->nfills; /* this commit's deferred copies come after */
 	uint64_t data_len = 0;
 	size_t nnew = 0;
 	struct stat sb;
@@ -1382,6 +1438,8 @@ int catalog_commit(struct catalog *c, const struct cat_commit *cm, uint64_t now_
 out_free_result:
 	catalog_result_free(res);
 out:
+	if (r)
+		c->nfills = nfills; /* its slots go back to the pool */
 	work_free(w, cm->narr, c->pool, r != 0);
 	return r;
 }
@@ -1489,10 +1547,51 @@ static void batch_undo(struct catalog *c)
 	c->commits = c->batch_commits;
 }
 
+static void *fills_worker(void *arg)
+{
+	struct catalog *c = arg;
+
+	for (;;) {
+		size_t n = atomic_fetch_add(&c->fill_next, 1);
+
+		if (n >= c->nfills)
+			return NULL;
+		fill_item_do(c->pool, &c->fills[n]);
+	}
+}
+
+void catalog_fill_start(struct catalog *c)
+{
+	uint64_t bytes = 0;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (c->nfill_th || c->nfills == 0)
+		return;
+	for (size_t i = 0; i < c->nfills; i++)
+		bytes += c->fills[i].len;
+	if (bytes < ((uint64_t)1 << 20) || ncpu < 2)
+		return; /* not worth a thread: catalog_batch_end copies */
+	while (c->nfill_th < ARRAY_SIZE(c->fill_th) && c->nfill_th < (size_t)ncpu &&
+	       c->nfill_th < c->nfills &&
+	       pthread_create(&c->fill_th[c->nfill_th], NULL, fills_worker, c) == 0)
+		c->nfill_th++;
+}
+
+/* Finish the deferred copies (helping the threads) and wait for them. */
+static void fills_finish(struct catalog *c)
+{
+	fills_worker(c);
+	while (c->nfill_th)
+		pthread_join(c->fill_th[--c->nfill_th], NULL);
+	c->nfills = 0;
+	atomic_store(&c->fill_next, 0);
+}
+
 void catalog_batch_end(struct catalog *c, bool keep)
 {
 	if (!c->batch)
 		return;
+	fills_finish(c); /* before slots are freed or seen */
 	if (!keep)
 		batch_undo(c);
 	c->batch = false;

@@ -240,6 +240,12 @@ void catalog_result_free(struct cat_result *res);
  * undo matters: they are dropped right after it). */
 void catalog_batch_begin(struct catalog *c);
 bool catalog_batch_open(const struct catalog *c);
+/* A commit in a batch fills its new slots with what it changed (what the
+ * store reads) at once, but copies the unchanged pages from the previous
+ * versions only later: this starts those copies on helper threads, to run
+ * while the store syncs; catalog_batch_end finishes them, before anyone can
+ * see the slots.  Optional (catalog_batch_end copies what is left). */
+void catalog_fill_start(struct catalog *c);
 /* keep: the changes stay; else the catalog is as at catalog_batch_begin
  * (their new slots are freed, their arrays gone). */
 void catalog_batch_end(struct catalog *c, bool keep);

@@ -599,6 +599,7 @@ static void server_flush(struct server *s)
 
 	if (!catalog_batch_open(s->cat))
 		return;
+	catalog_fill_start(s->cat); /* the slots' unchanged pages, meanwhile */
 	if (s->store->ops->pending(s->store))
 		r = s->store->ops->sync(s->store);
 	catalog_batch_end(s->cat, r == 0);
