@@ -59,6 +59,8 @@ CRASH_SRC := $(wildcard tests/crash/crash_*.c)
 CRASH_BIN := $(CRASH_SRC:%.c=$(BUILD)/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
+# What the benchmarks share (bench/common.c: not a benchmark itself).
+BENCH_OBJ := $(BUILD)/bench/common.o
 # The broker: every module but main.c goes into libbroker.a, which unit tests
 # link too; the default configuration is compiled in from config/broker.json.
 BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c))
@@ -142,8 +144,8 @@ $(BUILD)/tests/stress/%: $(BUILD)/tests/stress/%.o $(HARNESS_OBJ) $(TEST_LIBS)
 $(BUILD)/tests/crash/%: $(BUILD)/tests/crash/%.o $(TEST_LIBS)
 	$(CC) $(SAN_LDFLAGS) -o $@ $< $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS)
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(HARNESS_OBJ) $(TEST_LIBS)
-	$(CC) $(SAN_LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS) -lm
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCH_OBJ) $(HARNESS_OBJ) $(TEST_LIBS)
+	$(CC) $(SAN_LDFLAGS) -o $@ $< $(BENCH_OBJ) $(HARNESS_OBJ) $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS) -lm
 
 # --- tests -------------------------------------------------------------------
 

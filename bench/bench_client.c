@@ -65,20 +65,18 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench_report.h"
+#include "common.h"
 #include "harness.h"
 #include "shma.h"
 
@@ -176,87 +174,10 @@ static void usage(FILE *out)
 		DEF_ROUNDS, MAX_SIZE_MIB, DEF_SIZE_MIB, MAX_PROCS, DEF_PROCS);
 }
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("bench_client: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return -1;
-}
-
-static int sys_fail(const char *what)
-{
-	return fail("%s: %s", what, strerror(errno));
-}
-
-static int err_fail(const char *what, int err)
-{
-	return fail("%s: %s", what, strerror(-err));
-}
-
 /* A libshm error, with the broker's words when it answered. */
 static int shma_fail(shma_conn *c, const char *what, int err)
 {
-	const char *msg = c ? shma_conn_error(c) : "";
-
-	return fail("%s: %s%s%s", what, shma_strerror(err), *msg ? ": " : "", msg);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-		sys_fail("clock_gettime");
-		_exit(1);
-	}
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long minflt(void)
-{
-	struct rusage ru;
-
-	if (getrusage(RUSAGE_SELF, &ru) != 0) {
-		sys_fail("getrusage");
-		_exit(1);
-	}
-	return ru.ru_minflt;
-}
-
-/* Element i of the array: small integers (sums stay exact in a double),
- * different at the start of each block, no 4 KiB page all zero. */
-static double value(size_t i)
-{
-	return (double)((i ^ (i >> 17)) & 0xffff);
-}
-
-static void fill(double *d, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		d[i] = value(i);
-}
-
-/* The timed read: a sequential sum with 8 independent accumulators, so it
- * is bound by memory, not by the latency of one chain of adds.  Not inlined:
- * every variant runs the same code. */
-static __attribute__((noinline)) double sum_f8(const double *p, size_t n)
-{
-	double s[8] = { 0 };
-	size_t i;
-
-	for (i = 0; i + 8 <= n; i += 8)
-		for (int k = 0; k < 8; k++)
-			s[k] += p[i + k];
-	for (; i < n; i++)
-		s[0] += p[i];
-	return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+	return bench_shma_fail(what, err, c ? shma_conn_error(c) : "");
 }
 
 /* Read the first element of every block; returns how many are wrong. */
@@ -267,7 +188,7 @@ static __attribute__((noinline)) size_t touch_blocks(const double *p, size_t nbl
 	size_t bad = 0;
 
 	for (size_t b = 0; b < nblocks; b++)
-		if (v[b * per] != value(b * per))
+		if (v[b * per] != bench_value(b * per))
 			bad++;
 	return bad;
 }
@@ -275,7 +196,7 @@ static __attribute__((noinline)) size_t touch_blocks(const double *p, size_t nbl
 static int check_sum(const struct bench *b, const char *what, double got)
 {
 	if (got != b->expect)
-		return fail("%s: sum %.17g, want %.17g: wrong data", what, got, b->expect);
+		return bench_fail("%s: sum %.17g, want %.17g: wrong data", what, got, b->expect);
 	return 0;
 }
 
@@ -286,23 +207,14 @@ static int start_broker(struct bench *b)
 	/* the committed array, a retained previous version and a commit in
 	 * flight; the commit carries the whole array once */
 	uint64_t mib = b->size >> 20, pool = 3 * mib, commit = 2 * mib;
-	char cfg[512];
-	int err;
 
 	if (pool < 256)
 		pool = 256;
 	if (commit < 256)
 		commit = 256;
 	b->pool_size = pool << 20;
-	snprintf(cfg, sizeof(cfg),
-		 "{\"pool_size\":\"%" PRIu64 "MiB\",\"block_size\":\"2MiB\","
-		 "\"retention\":{\"revisions\":2,\"seconds\":0},"
-		 "\"limits\":{\"commit_bytes\":\"%" PRIu64 "MiB\"},\"log_level\":\"info\","
-		 "\"data_dir\":false}",
-		 pool, commit);
-	err = harness_start(&b->h, cfg);
-	if (err)
-		return err_fail("harness_start", err);
+	if (bench_broker_start(&b->h, pool, commit))
+		return -1;
 	b->started = true;
 	return 0;
 }
@@ -318,10 +230,11 @@ static int fetch_slots(struct bench *b)
 
 	err = tclient_open(&c, b->h.socket);
 	if (err)
-		return err_fail("tclient_open (connect + hello)", err);
+		return bench_err_fail("tclient_open (connect + hello)", err);
 	r = tclient_call(&c, NULL, 0, NULL, NULL, "{\"op\":\"open\",\"name\":\"%s\"}", ARRAY_NAME);
 	if (!reply_ok(r)) {
-		fail("open \"%s\" (raw client): %s", ARRAY_NAME, r ? reply_code(r) : "no reply");
+		bench_fail("open \"%s\" (raw client): %s", ARRAY_NAME,
+			   r ? reply_code(r) : "no reply");
 		goto out;
 	}
 	blocks = json_object_get(r, "blocks");
@@ -332,12 +245,13 @@ static int fetch_slots(struct bench *b)
 		json_int_t blk = json_integer_value(jb), off = json_integer_value(jo);
 
 		if (!json_is_integer(jb) || blk < 0 || (uint64_t)blk >= b->nblocks) {
-			fail("open reply: bad block number");
+			bench_fail("open reply: bad block number");
 			goto out;
 		}
 		if (!json_is_integer(jo) || off < 0 || off % PAGE ||
 		    (uint64_t)off + BLKSIZE > b->pool_size) {
-			fail("open reply: block %lld is a hole or outside the pool", (long long)blk);
+			bench_fail("open reply: block %lld is a hole or outside the pool",
+				   (long long)blk);
 			goto out;
 		}
 		if (b->slot[blk] == UINT64_MAX)
@@ -345,7 +259,8 @@ static int fetch_slots(struct bench *b)
 		b->slot[blk] = (uint64_t)off;
 	}
 	if (seen != b->nblocks) {
-		fail("the committed array has %zu blocks with data, want %zu", seen, b->nblocks);
+		bench_fail("the committed array has %zu blocks with data, want %zu", seen,
+			   b->nblocks);
 		goto out;
 	}
 	ret = 0;
@@ -365,38 +280,6 @@ struct child {
 
 typedef int (*child_fn)(const struct bench *b, struct child *self, struct result *res);
 
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = read(fd, (char *)buf + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = write(fd, (const char *)buf + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 /* Fork a child that runs fn; fn sends its result(s) itself (send_result)
  * and returns 0, or prints why it failed and returns -1.  With cmd, the
  * child also gets a command pipe.  others[0..nothers) are the parent's ends
@@ -410,16 +293,16 @@ static int spawn(const struct bench *b, child_fn fn, bool cmd, const struct chil
 	ch->pid = -1;
 	ch->rfd = ch->wfd = -1;
 	if (pipe2(rp, O_CLOEXEC) != 0)
-		return sys_fail("pipe2");
+		return bench_sys_fail("pipe2");
 	if (cmd && pipe2(cp, O_CLOEXEC) != 0) {
-		sys_fail("pipe2");
+		bench_sys_fail("pipe2");
 		goto err_close;
 	}
 	fflush(stdout);
 	fflush(stderr);
 	ch->pid = fork();
 	if (ch->pid < 0) {
-		sys_fail("fork");
+		bench_sys_fail("fork");
 		goto err_close;
 	}
 	if (ch->pid == 0) {
@@ -458,15 +341,15 @@ err_close:
 /* In a child: send one result to the parent. */
 static int send_result(struct child *self, const struct result *res)
 {
-	if (write_full(self->wfd, res, sizeof(*res)) != 0)
-		return sys_fail("write result");
+	if (bench_write_full(self->wfd, res, sizeof(*res)) != 0)
+		return bench_sys_fail("write result");
 	return 0;
 }
 
 /* Reap a child; -1 unless it exited with 0. */
 static int reap(struct child *ch, const char *what)
 {
-	int status, ret = 0;
+	int ret;
 
 	if (ch->rfd >= 0)
 		close(ch->rfd);
@@ -475,18 +358,8 @@ static int reap(struct child *ch, const char *what)
 	ch->rfd = ch->wfd = -1;
 	if (ch->pid <= 0)
 		return 0;
-	while (waitpid(ch->pid, &status, 0) < 0) {
-		if (errno != EINTR) {
-			ch->pid = -1;
-			return sys_fail("waitpid");
-		}
-	}
+	ret = bench_wait_child(ch->pid, what);
 	ch->pid = -1;
-	if (WIFSIGNALED(status))
-		ret = fail("%s: child killed by signal %d%s", what, WTERMSIG(status),
-			   WTERMSIG(status) == SIGALRM ? " (timeout)" : "");
-	else if (WEXITSTATUS(status) != 0)
-		ret = fail("%s: child failed (exit %d)", what, WEXITSTATUS(status));
 	return ret;
 }
 
@@ -505,8 +378,8 @@ static int run_child(const struct bench *b, child_fn fn, const char *what, struc
 
 	if (spawn(b, fn, false, NULL, 0, &ch))
 		return -1;
-	if (read_full(ch.rfd, res, sizeof(*res)) != 0)
-		ret = fail("%s: no result from the child", what);
+	if (bench_read_full(ch.rfd, res, sizeof(*res)) != 0)
+		ret = bench_fail("%s: no result from the child", what);
 	if (reap(&ch, what))
 		ret = -1;
 	return ret;
@@ -529,8 +402,9 @@ static int client_open(const struct bench *b, shma_conn **c, shma_array **a)
 	}
 	shma_array_info(*a, &info);
 	if (info.nbytes != b->size || info.block_size != BLKSIZE || info.nblocks != b->nblocks) {
-		fail("array: %" PRIu64 " bytes in %" PRIu64 " blocks of %zu, want %zu in %zu of %zu",
-		     info.nbytes, info.nblocks, info.block_size, b->size, b->nblocks, BLKSIZE);
+		bench_fail("array: %" PRIu64 " bytes in %" PRIu64 " blocks of %zu, "
+			   "want %zu in %zu of %zu", info.nbytes, info.nblocks, info.block_size,
+			   b->size, b->nblocks, BLKSIZE);
 		goto err_disconnect;
 	}
 	err = shma_vm_install_handler();
@@ -552,52 +426,22 @@ err_disconnect:
  * commit s, pages sent. */
 static int child_fill(const struct bench *b, struct child *self, struct result *res)
 {
-	uint64_t shape[1] = { b->nelem }, rev;
 	struct shma_conn_stats st;
 	shma_conn *c = NULL;
-	shma_array *a = NULL;
-	double t0, t1, t2;
+	uint64_t rev;
 	int err, ret = -1;
 
 	err = shma_connect(b->h.socket, NULL, &c);
 	if (err)
 		return shma_fail(NULL, "shma_connect", err);
-	err = shma_create(c, ARRAY_NAME, "<f8", 1, shape, 'C', BLKSIZE, &rev);
-	if (err) {
-		shma_fail(c, "shma_create", err);
+	if (bench_create_filled(c, ARRAY_NAME, b->nelem, BLKSIZE, &res->v[0], &res->v[1], &rev))
 		goto out;
-	}
-	err = shma_sync(c, &rev);
-	if (err) {
-		shma_fail(c, "shma_sync", err);
-		goto out;
-	}
-	err = shma_open(c, ARRAY_NAME, &a);
-	if (err) {
-		shma_fail(c, "shma_open", err);
-		goto out;
-	}
-	err = shma_vm_install_handler();
-	if (err) {
-		shma_fail(NULL, "shma_vm_install_handler", err);
-		goto out;
-	}
-	t0 = now_s();
-	fill(shma_array_data(a), b->nelem);
-	t1 = now_s();
-	err = shma_commit(c, &rev);
-	t2 = now_s();
-	if (err) {
-		shma_fail(c, "shma_commit", err);
-		goto out;
-	}
 	shma_conn_stats(c, &st);
 	if (st.pages_sent != b->size / PAGE) {
-		fail("the commit sent %" PRIu64 " pages, want %zu", st.pages_sent, b->size / PAGE);
+		bench_fail("the commit sent %" PRIu64 " pages, want %zu", st.pages_sent,
+			   b->size / PAGE);
 		goto out;
 	}
-	res->v[0] = t1 - t0;
-	res->v[1] = t2 - t1;
 	res->v[2] = (double)st.pages_sent;
 	res->v[3] = (double)rev;
 	ret = send_result(self, res);
@@ -613,9 +457,9 @@ static int timed_sum(const struct bench *b, const double *d, const char *what, d
 {
 	double t0, t1, sum;
 
-	t0 = now_s();
-	sum = sum_f8(d, b->nelem);
-	t1 = now_s();
+	t0 = bench_now_s();
+	sum = bench_sum_f8(d, b->nelem);
+	t1 = bench_now_s();
 	*secs = t1 - t0;
 	return check_sum(b, what, sum);
 }
@@ -648,13 +492,13 @@ static int child_shma_read(const struct bench *b, struct child *self, struct res
 	if (client_open(b, &c, &a))
 		return -1;
 	d = shma_array_data(a);
-	f0 = minflt();
+	f0 = bench_minflt();
 	if (timed_sum(b, d, "shma cold read", &res->v[0]))
 		goto out;
-	f1 = minflt();
+	f1 = bench_minflt();
 	if (warm_sums(b, d, "shma warm read", &res->v[1]))
 		goto out;
-	f2 = minflt();
+	f2 = bench_minflt();
 	res->v[2] = (double)(f1 - f0);
 	res->v[3] = (double)(f2 - f1);
 	ret = send_result(self, res);
@@ -671,12 +515,12 @@ static int child_malloc_read(const struct bench *b, struct child *self, struct r
 	int ret = -1;
 
 	if (!d)
-		return sys_fail("malloc");
-	fill(d, b->nelem);
-	f0 = minflt();
+		return bench_sys_fail("malloc");
+	bench_fill(d, 0, b->nelem);
+	f0 = bench_minflt();
 	if (timed_sum(b, d, "malloc read", &res->v[0]))
 		goto out;
-	f1 = minflt();
+	f1 = bench_minflt();
 	if (warm_sums(b, d, "malloc warm read", &res->v[1]))
 		goto out;
 	res->v[2] = (double)(f1 - f0);
@@ -709,11 +553,11 @@ static int child_shma_fault(const struct bench *b, struct child *self, struct re
 				goto out;
 			}
 		}
-		t0 = now_s();
+		t0 = bench_now_s();
 		bad = touch_blocks(shma_array_data(a), b->nblocks);
-		t1 = now_s();
+		t1 = bench_now_s();
 		if (bad) {
-			fail("shma fault: %zu blocks read wrong data", bad);
+			bench_fail("shma fault: %zu blocks read wrong data", bad);
 			goto out;
 		}
 		if (t1 - t0 < best)
@@ -724,14 +568,6 @@ static int child_shma_fault(const struct bench *b, struct child *self, struct re
 out:
 	shma_disconnect(&c);
 	return ret;
-}
-
-static void raw_die(const char *msg)
-{
-	ssize_t r = write(STDERR_FILENO, msg, strlen(msg));
-
-	(void)r;
-	_exit(1);
 }
 
 /* Map block blk of the reservation from raw.fd, read-only. */
@@ -774,7 +610,7 @@ static void raw_segv(int sig, siginfo_t *si, void *uc)
 			;
 	} else {
 		if (!raw_map(blk, raw.flags))
-			raw_die("bench_client: raw handler: mmap failed\n");
+			bench_async_die("bench_client: raw handler: mmap failed\n");
 		if (raw.state)
 			atomic_store(&raw.state[blk], RAW_MAPPED);
 	}
@@ -790,7 +626,7 @@ static void *raw_ahead(void *arg)
 		if (!raw_claim(blk))
 			continue;
 		if (!raw_map(blk, MAP_POPULATE))
-			raw_die("bench_client: read-ahead: mmap failed\n");
+			bench_async_die("bench_client: read-ahead: mmap failed\n");
 		atomic_store(&raw.state[blk], RAW_MAPPED);
 	}
 	return NULL;
@@ -827,13 +663,13 @@ static int raw_run(const struct bench *b, int fd, const uint64_t *off, int extra
 	if (mode == RAW_AHEAD) {
 		state = calloc(b->nblocks, sizeof(*state));
 		if (!state)
-			return sys_fail("calloc");
+			return bench_sys_fail("calloc");
 		for (size_t i = 0; i < b->nblocks; i++)
 			atomic_init(&state[i], RAW_EMPTY);
 	}
 	base = mmap(NULL, b->size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED) {
-		sys_fail("raw: mmap reserve");
+		bench_sys_fail("raw: mmap reserve");
 		goto err_free;
 	}
 	raw.base = base;
@@ -845,30 +681,30 @@ static int raw_run(const struct bench *b, int fd, const uint64_t *off, int extra
 	raw.state = state;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGSEGV, &sa, &old) != 0) {
-		sys_fail("raw: sigaction");
+		bench_sys_fail("raw: sigaction");
 		goto err_unmap;
 	}
-	f0 = minflt();
-	t0 = now_s();
+	f0 = bench_minflt();
+	t0 = bench_now_s();
 	if (mode == RAW_AHEAD) {
 		err = pthread_create(&ahead, NULL, raw_ahead, NULL);
 		if (err) {
 			errno = err;
-			sys_fail("pthread_create");
+			bench_sys_fail("pthread_create");
 			goto err_restore;
 		}
 	}
 	if (mode == RAW_TOUCH)
 		bad = touch_blocks(base, b->nblocks);
 	else
-		s = sum_f8(base, b->nelem);
-	t1 = now_s();
-	f1 = minflt();
+		s = bench_sum_f8(base, b->nelem);
+	t1 = bench_now_s();
+	f1 = bench_minflt();
 	if (mode == RAW_AHEAD) {
 		err = pthread_join(ahead, NULL);
 		if (err) {
 			errno = err;
-			sys_fail("pthread_join");
+			bench_sys_fail("pthread_join");
 			goto err_restore;
 		}
 	}
@@ -877,12 +713,12 @@ static int raw_run(const struct bench *b, int fd, const uint64_t *off, int extra
 		ret = -1;
 err_restore:
 	if (sigaction(SIGSEGV, &old, NULL) != 0)
-		ret = sys_fail("raw: sigaction restore");
+		ret = bench_sys_fail("raw: sigaction restore");
 	if (ret)
 		goto err_unmap;
 	ret = -1;
 	if (bad) {
-		fail("raw: %zu blocks read wrong data", bad);
+		bench_fail("raw: %zu blocks read wrong data", bad);
 		goto err_unmap;
 	}
 	if (mode != RAW_TOUCH && check_sum(b, "raw read", s))
@@ -892,7 +728,7 @@ err_restore:
 	ret = 0;
 err_unmap:
 	if (munmap(base, b->size) != 0)
-		ret = sys_fail("raw: munmap");
+		ret = bench_sys_fail("raw: munmap");
 	raw.state = NULL;
 err_free:
 	free(state);
@@ -923,26 +759,26 @@ static int child_raw_fault(const struct bench *b, struct child *self, struct res
 	int fd, ret = -1;
 
 	if (!off)
-		return sys_fail("calloc");
+		return bench_sys_fail("calloc");
 	for (size_t i = 0; i < b->nblocks; i++)
 		off[i] = i * BLKSIZE;
 	fd = memfd_create("bench_client", MFD_CLOEXEC);
 	if (fd < 0) {
-		sys_fail("memfd_create");
+		bench_sys_fail("memfd_create");
 		goto err_free;
 	}
 	if (ftruncate(fd, (off_t)b->size) != 0) {
-		sys_fail("ftruncate");
+		bench_sys_fail("ftruncate");
 		goto err_close;
 	}
 	p = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) {
-		sys_fail("mmap memfd");
+		bench_sys_fail("mmap memfd");
 		goto err_close;
 	}
-	fill(p, b->nelem);
+	bench_fill(p, 0, b->nelem);
 	if (munmap(p, b->size) != 0) {
-		sys_fail("munmap memfd");
+		bench_sys_fail("munmap memfd");
 		goto err_close;
 	}
 	if (raw_touch_best(b, fd, off, 0, &res->v[0]))
@@ -965,7 +801,7 @@ static int child_diag(const struct bench *b, struct child *self, struct result *
 
 	err = tclient_open(&c, b->h.socket);
 	if (err)
-		return err_fail("tclient_open (connect + hello)", err);
+		return bench_err_fail("tclient_open (connect + hello)", err);
 	if (raw_touch_best(b, c.pool_fd, b->slot, 0, &t[0].t) ||
 	    raw_touch_best(b, c.pool_fd, b->slot, MAP_POPULATE, &t[1].t) ||
 	    raw_run(b, c.pool_fd, b->slot, 0, RAW_SUM, &t[2]) ||
@@ -1011,7 +847,7 @@ static int read_pss(const char *who, struct pss *out)
 	snprintf(path, sizeof(path), "/proc/%s/smaps_rollup", who);
 	f = fopen(path, "re");
 	if (!f)
-		return sys_fail(path);
+		return bench_sys_fail(path);
 	memset(out, 0, sizeof(*out));
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long long kb;
@@ -1027,10 +863,10 @@ static int read_pss(const char *who, struct pss *out)
 	}
 	if (ferror(f)) {
 		fclose(f);
-		return sys_fail(path);
+		return bench_sys_fail(path);
 	}
 	fclose(f);
-	return got ? 0 : fail("%s: no Pss line", path);
+	return got ? 0 : bench_fail("%s: no Pss line", path);
 }
 
 /* Child: read all of the array, say so, then on 'm' report its Pss; stay
@@ -1046,16 +882,16 @@ static int child_pss(const struct bench *b, struct child *self, struct result *r
 
 	if (client_open(b, &c, &a))
 		return -1;
-	t0 = now_s();
-	s = sum_f8(shma_array_data(a), b->nelem);
-	t1 = now_s();
+	t0 = bench_now_s();
+	s = bench_sum_f8(shma_array_data(a), b->nelem);
+	t1 = bench_now_s();
 	if (check_sum(b, "pss reader", s))
 		goto out;
 	res->v[0] = t1 - t0;
 	if (send_result(self, res))
 		goto out;
-	if (read_full(self->rfd, &cmd, 1) != 0 || cmd != 'm') {
-		fail("pss reader: no measure command");
+	if (bench_read_full(self->rfd, &cmd, 1) != 0 || cmd != 'm') {
+		bench_fail("pss reader: no measure command");
 		goto out;
 	}
 	if (read_pss("self", &p))
@@ -1065,7 +901,7 @@ static int child_pss(const struct bench *b, struct child *self, struct result *r
 	res->v[2] = p.shmem_kb;
 	if (send_result(self, res))
 		goto out;
-	(void)read_full(self->rfd, &cmd, 1); /* released: a byte or the end */
+	(void)bench_read_full(self->rfd, &cmd, 1); /* released: a byte or the end */
 	ret = 0;
 out:
 	shma_disconnect(&c);
@@ -1087,14 +923,14 @@ static int measure_pss(const struct bench *b, struct pss_report *rep)
 	int ret = -1;
 
 	if (!ch)
-		return sys_fail("calloc");
+		return bench_sys_fail("calloc");
 	memset(rep, 0, sizeof(*rep));
 	for (; n < b->procs; n++)
 		if (spawn(b, child_pss, true, ch, n, &ch[n]))
 			goto out;
 	for (size_t i = 0; i < n; i++) {
-		if (read_full(ch[i].rfd, &res, sizeof(res)) != 0) {
-			fail("pss reader %zu: did not finish its read", i);
+		if (bench_read_full(ch[i].rfd, &res, sizeof(res)) != 0) {
+			bench_fail("pss reader %zu: did not finish its read", i);
 			goto out;
 		}
 		if (res.v[0] > rep->read_s_max)
@@ -1102,12 +938,12 @@ static int measure_pss(const struct bench *b, struct pss_report *rep)
 	}
 	/* all have read everything: now each one's share is final */
 	for (size_t i = 0; i < n; i++) {
-		if (write_full(ch[i].wfd, "m", 1) != 0) {
-			sys_fail("write measure command");
+		if (bench_write_full(ch[i].wfd, "m", 1) != 0) {
+			bench_sys_fail("write measure command");
 			goto out;
 		}
-		if (read_full(ch[i].rfd, &res, sizeof(res)) != 0) {
-			fail("pss reader %zu: no Pss", i);
+		if (bench_read_full(ch[i].rfd, &res, sizeof(res)) != 0) {
+			bench_fail("pss reader %zu: no Pss", i);
 			goto out;
 		}
 		rep->sum_kb += res.v[0];
@@ -1122,8 +958,8 @@ static int measure_pss(const struct bench *b, struct pss_report *rep)
 	if (read_pss(brokerpid, &rep->broker))
 		goto out;
 	for (size_t i = 0; i < n; i++)
-		if (write_full(ch[i].wfd, "q", 1) != 0) {
-			sys_fail("write release command");
+		if (bench_write_full(ch[i].wfd, "q", 1) != 0) {
+			bench_sys_fail("write release command");
 			goto out;
 		}
 	ret = 0;
@@ -1140,29 +976,11 @@ out:
 
 /* ---- report -------------------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 /* Median of value v of kind k over the rounds. */
 static double med(const struct bench *b, struct result *res[K_NR], enum kind k, int v)
 {
-	double *x = malloc(b->rounds * sizeof(*x)), m;
-	size_t n = b->rounds;
-
-	if (!x) {
-		sys_fail("malloc");
-		exit(1);
-	}
-	for (size_t r = 0; r < n; r++)
-		x[r] = res[k][r].v[v];
-	qsort(x, n, sizeof(*x), cmp_double);
-	m = n % 2 ? x[n / 2] : (x[n / 2 - 1] + x[n / 2]) / 2;
-	free(x);
-	return m;
+	return bench_median_field(res[k], b->rounds, sizeof(res[k][0]),
+				  offsetof(struct result, v) + (size_t)v * sizeof(double));
 }
 
 static double gibps(const struct bench *b, double secs)
@@ -1170,14 +988,16 @@ static double gibps(const struct bench *b, double secs)
 	return (double)b->size / secs / (double)(1u << 30);
 }
 
+static const struct bench_table table = { .name_w = 42, .prec = 2 };
+
 static void print_info(const char *name, double value, const char *note)
 {
-	printf("%-42s %10.2f %10s %7s %7s  %s\n", name, value, "-", "-", "-", note);
+	bench_table_value(&table, name, value, note);
 }
 
 static void print_ratio(const char *name, double value, double base, const char *note)
 {
-	printf("%-42s %10.2f %10.2f %7.2f %7s  %s\n", name, value, base, value / base, "-", note);
+	bench_table_ratio(&table, name, value, base, "-", note);
 }
 
 /* higher: the goal is ratio >= goal; else ratio <= goal. */
@@ -1188,8 +1008,7 @@ static void print_goal(const char *name, double value, double base, double goal,
 	char g[16];
 
 	snprintf(g, sizeof(g), "%s %.2f", higher ? ">=" : "<=", goal);
-	printf("%-42s %10.2f %10.2f %7.2f %7s  %s\n", name, value, base, ratio, g,
-	       ok ? "ok" : "MISSED");
+	bench_table_ratio(&table, name, value, base, g, ok ? "ok" : "MISSED");
 }
 
 static void report(const struct bench *b, struct result *res[K_NR], const struct pss_report *p)
@@ -1223,8 +1042,7 @@ static void report(const struct bench *b, struct result *res[K_NR], const struct
 	printf("\nmedian of %zu rounds; reads in GiB/s (ratio: shma / malloc), faults in us per "
 	       "block, memory in MiB:\n",
 	       b->rounds);
-	printf("%-42s %10s %10s %7s %7s  %s\n", "figure", "value", "baseline", "ratio", "goal",
-	       "result");
+	bench_table_head(&table, "value");
 	print_goal("(1) cold read, fresh process, GiB/s", cold, mcold, GOAL_COLD, true);
 	print_goal("(2) warm read, GiB/s", warm, mwarm, GOAL_WARM, true);
 	print_goal("(3) fault per 2 MiB block, us", fault, rfault, GOAL_FAULT, false);
@@ -1285,51 +1103,27 @@ static void report(const struct bench *b, struct result *res[K_NR], const struct
 
 /* ---- main ------------------------------------------------------------------------ */
 
-static bool parse_count(const char *s, size_t max, size_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v == 0 || v > max)
-		return false;
-	*out = (size_t)v;
-	return true;
-}
-
-static double expected_sum(size_t n)
-{
-	uint64_t s = 0;
-
-	for (size_t i = 0; i < n; i++)
-		s += (uint64_t)value(i);
-	return (double)s; /* < 2^53: exact */
-}
-
 int main(int argc, char **argv)
 {
 	struct bench b = { .rounds = DEF_ROUNDS, .procs = DEF_PROCS };
 	struct result *res[K_NR] = { NULL }, fillres;
 	struct pss_report pss;
 	size_t mib = DEF_SIZE_MIB;
-	bool socket_left = false;
-	int opt, ret = 1, st;
+	int opt, ret = 1;
 
+	bench_set_name("bench_client");
 	while ((opt = getopt(argc, argv, "r:s:p:h")) != -1) {
 		switch (opt) {
 		case 'r':
-			if (!parse_count(optarg, 1000, &b.rounds))
+			if (!bench_parse_count(optarg, 10, 1000, &b.rounds))
 				goto bad_args;
 			break;
 		case 's':
-			if (!parse_count(optarg, MAX_SIZE_MIB, &mib) || mib % 2)
+			if (!bench_parse_count(optarg, 10, MAX_SIZE_MIB, &mib) || mib % 2)
 				goto bad_args;
 			break;
 		case 'p':
-			if (!parse_count(optarg, MAX_PROCS, &b.procs))
+			if (!bench_parse_count(optarg, 10, MAX_PROCS, &b.procs))
 				goto bad_args;
 			break;
 		case 'h':
@@ -1345,10 +1139,10 @@ int main(int argc, char **argv)
 	b.nelem = b.size / sizeof(double);
 	b.nblocks = b.size / BLKSIZE;
 	b.timeout = 120 + 30 * (unsigned)(mib >> 10);
-	b.expect = expected_sum(b.nelem);
+	b.expect = bench_expected_sum(b.nelem);
 	/* a child that died must show up as an error, not kill us */
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
-		sys_fail("signal");
+		bench_sys_fail("signal");
 		return 1;
 	}
 
@@ -1357,13 +1151,13 @@ int main(int argc, char **argv)
 	       mib, b.nelem, b.nblocks, BLKSIZE >> 10, b.rounds, b.procs);
 	b.slot = calloc(b.nblocks, sizeof(*b.slot));
 	if (!b.slot) {
-		sys_fail("calloc");
+		bench_sys_fail("calloc");
 		goto out;
 	}
 	for (int k = 0; k < K_NR; k++) {
 		res[k] = calloc(b.rounds, sizeof(*res[k]));
 		if (!res[k]) {
-			sys_fail("calloc");
+			bench_sys_fail("calloc");
 			goto out;
 		}
 	}
@@ -1389,13 +1183,8 @@ int main(int argc, char **argv)
 	report(&b, res, &pss);
 	ret = 0;
 out:
-	if (b.started) {
-		st = harness_stop(&b.h, &socket_left);
-		if (st != 0)
-			ret = fail("the broker did not stop cleanly (status %d)", st);
-		if (socket_left)
-			ret = fail("the broker left its socket behind");
-	}
+	if (b.started && bench_broker_stop(&b.h))
+		ret = -1;
 	for (int k = 0; k < K_NR; k++)
 		free(res[k]);
 	free(b.slot);

@@ -43,17 +43,16 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench_report.h"
+#include "common.h"
 #include "harness.h"
 
 #define DEF_ROUNDS 5
@@ -107,43 +106,6 @@ static void usage(FILE *out)
 		DEF_ROUNDS, MAX_SIZE_MIB, DEF_SIZE_MIB);
 }
 
-static int sys_fail(const char *what)
-{
-	fprintf(stderr, "bench_commit: %s: %s\n", what, strerror(errno));
-	return -1;
-}
-
-static int err_fail(const char *what, int err)
-{
-	fprintf(stderr, "bench_commit: %s: %s\n", what, strerror(-err));
-	return -1;
-}
-
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("bench_commit: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return -1;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-		sys_fail("clock_gettime");
-		exit(1);
-	}
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- the broker ------------------------------------------------------------ */
 
 static int start_broker(struct bench *b)
@@ -151,7 +113,6 @@ static int start_broker(struct bench *b)
 	/* peak: the head version, the retained previous one and the commit
 	 * being written; the granularity part needs the data plus 2 x 100 blocks */
 	uint64_t mib = b->size >> 20, pool = 3 * mib + 256, commit = 2 * mib;
-	char cfg[512];
 	int err;
 
 	if (pool < 1024)
@@ -159,19 +120,12 @@ static int start_broker(struct bench *b)
 	if (commit < 512)
 		commit = 512;
 	b->pool_size = pool << 20;
-	snprintf(cfg, sizeof(cfg),
-		 "{\"pool_size\":\"%" PRIu64 "MiB\",\"block_size\":\"2MiB\","
-		 "\"retention\":{\"revisions\":2,\"seconds\":0},"
-		 "\"limits\":{\"commit_bytes\":\"%" PRIu64 "MiB\"},\"log_level\":\"info\","
-		 "\"data_dir\":false}",
-		 pool, commit);
-	err = harness_start(&b->h, cfg);
-	if (err)
-		return err_fail("harness_start", err);
+	if (bench_broker_start(&b->h, pool, commit))
+		return -1;
 	b->started = true;
 	err = tclient_open(&b->c, b->h.socket);
 	if (err)
-		return err_fail("tclient_open (connect + hello)", err);
+		return bench_err_fail("tclient_open (connect + hello)", err);
 	b->connected = true;
 	printf("broker pid %d, pool %" PRIu64 " MiB, block 2 MiB, retention 2 revisions\n",
 	       (int)b->h.pid, pool);
@@ -186,14 +140,14 @@ static json_t *request(struct bench *b, const char *what, const char *text, int 
 				 NULL, "%s", text);
 
 	if (!r) {
-		fail("%s: no reply from the broker (log: %s)", what, b->h.log);
+		bench_fail("%s: no reply from the broker (log: %s)", what, b->h.log);
 		return NULL;
 	}
 	if (!reply_ok(r)) {
 		const char *msg = json_string_value(
 			json_object_get(json_object_get(r, "error"), "message"));
 
-		fail("%s: %s: %s", what, reply_code(r), msg ? msg : "(no message)");
+		bench_fail("%s: %s: %s", what, reply_code(r), msg ? msg : "(no message)");
 		json_decref(r);
 		return NULL;
 	}
@@ -234,8 +188,8 @@ static int open_array(struct bench *b, const char *name)
 	meta = json_object_get(r, "meta");
 	if (reply_int(meta, "block_size") != (long long)BLKSIZE) {
 		json_decref(r);
-		return fail("open %s: block_size %lld, want %zu", name,
-			    reply_int(meta, "block_size"), BLKSIZE);
+		return bench_fail("open %s: block_size %lld, want %zu", name,
+				  reply_int(meta, "block_size"), BLKSIZE);
 	}
 	json_decref(r);
 	return 0;
@@ -270,7 +224,7 @@ static char *commit_text(const struct bench *b, const char *name, const struct c
 	int bad = 0;
 
 	if (!f) {
-		sys_fail("open_memstream");
+		bench_sys_fail("open_memstream");
 		return NULL;
 	}
 	bad |= fprintf(f, "{\"op\":\"commit\",\"base\":%" PRIu64 ",\"arrays\":[{\"name\":\"%s\","
@@ -281,7 +235,7 @@ static char *commit_text(const struct bench *b, const char *name, const struct c
 			       ch[i].count, ch[i].data) < 0;
 	bad |= fprintf(f, "]}]}") < 0;
 	if (fclose(f) != 0 || bad) {
-		sys_fail("building the commit request");
+		bench_sys_fail("building the commit request");
 		free(text);
 		return NULL;
 	}
@@ -301,7 +255,7 @@ static int reply_slots(struct bench *b, json_t *r, const char *name, const struc
 
 	b->snap = (uint64_t)reply_int(r, "revision");
 	if (!json_is_array(blocks))
-		return fail("commit reply lists no changes for \"%s\"", name);
+		return bench_fail("commit reply lists no changes for \"%s\"", name);
 	for (i = 0; i < n; i++)
 		slots[i] = UINT64_MAX;
 	json_array_foreach(blocks, i, pair) {
@@ -309,7 +263,7 @@ static int reply_slots(struct bench *b, json_t *r, const char *name, const struc
 		uint64_t blk = (uint64_t)json_integer_value(jb);
 
 		if (!json_is_integer(jb) || !json_is_integer(js))
-			return fail("commit reply: block %zu of \"%s\" has no slot", i, name);
+			return bench_fail("commit reply: block %zu of \"%s\" has no slot", i, name);
 		/* changes are listed by block; ch is sorted by block too */
 		for (size_t k = 0; k < n; k++) {
 			if (ch[k].blk != blk)
@@ -321,8 +275,8 @@ static int reply_slots(struct bench *b, json_t *r, const char *name, const struc
 		}
 	}
 	if (found != n || json_array_size(blocks) != n)
-		return fail("commit reply lists %zu blocks of \"%s\" (%zu of ours), want %zu",
-			    json_array_size(blocks), name, found, n);
+		return bench_fail("commit reply lists %zu blocks of \"%s\" (%zu of ours), want %zu",
+				  json_array_size(blocks), name, found, n);
 	return 0;
 }
 
@@ -337,80 +291,23 @@ static int read_slot(const struct bench *b, uint64_t slot, uint8_t *buf)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			return sys_fail("pread pool");
+			return bench_sys_fail("pread pool");
 		if (r == 0)
-			return fail("pread pool: slot %" PRIu64 " is beyond the pool's end", slot);
+			return bench_fail("pread pool: slot %" PRIu64 " is beyond the pool's end",
+					  slot);
 		done += (size_t)r;
 	}
 	return 0;
 }
 
-/* The broker's bytes read with read/pread so far (/proc/PID/io rchar);
- * false if it cannot be read. */
-static bool broker_rchar(const struct bench *b, uint64_t *out)
-{
-	char path[64], line[128];
-	bool ok = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/io", (int)b->h.pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "rchar: %" SCNu64, out) == 1)
-			ok = true;
-	fclose(f);
-	return ok;
-}
-
-/* The broker's time on a CPU so far, in seconds (/proc/PID/schedstat);
- * negative if it cannot be read. */
-static double broker_cpu_s(const struct bench *b)
-{
-	char path[64];
-	unsigned long long ns;
-	FILE *f;
-	int n;
-
-	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)b->h.pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	n = fscanf(f, "%llu", &ns);
-	fclose(f);
-	return n == 1 ? (double)ns / 1e9 : -1;
-}
-
-/* Bytes of shared memory the broker has resident (its pool mapping:
- * RssShmem); false if it cannot be read. */
-static bool broker_shmem(const struct bench *b, uint64_t *out)
-{
-	char path[64], line[128];
-	unsigned long long kb;
-	bool ok = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)b->h.pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "RssShmem: %llu kB", &kb) == 1) {
-			*out = (uint64_t)kb << 10;
-			ok = true;
-		}
-	fclose(f);
-	return ok;
-}
-
 /* Is the whole pool resident in the broker (so a commit no longer writes
- * memory for the first time)? */
+ * memory for the first time)?  Its pool mapping is its shared memory
+ * (RssShmem). */
 static bool pool_resident(const struct bench *b)
 {
-	uint64_t rss;
+	uint64_t kb;
 
-	return broker_shmem(b, &rss) && rss >= b->pool_size;
+	return bench_proc_status_kb(b->h.pid, "RssShmem", &kb) && (kb << 10) >= b->pool_size;
 }
 
 /* ---- (1) throughput ---------------------------------------------------------- */
@@ -447,33 +344,33 @@ static int thru_round(struct bench *b, size_t round, const struct chg *ch, uint6
 	stamp_round(b, round);
 	/* odd rounds copy after the commit, so neither always runs first */
 	if (round % 2 == 0) {
-		t0 = now_s();
+		t0 = bench_now_s();
 		memcpy(b->dst, b->src, b->size);
-		res->memcpy_s = now_s() - t0;
+		res->memcpy_s = bench_now_s() - t0;
 	}
-	t0 = now_s();
+	t0 = bench_now_s();
 	fd = test_memfd(b->src, b->size);
-	t1 = now_s();
+	t1 = bench_now_s();
 	if (fd < 0) {
-		err_fail("writing the data memfd", fd);
+		bench_err_fail("writing the data memfd", fd);
 		goto out;
 	}
-	cpu0 = broker_cpu_s(b);
+	cpu0 = bench_proc_cpu_s(b->h.pid);
 	r = request(b, "commit", text, fd);
-	t2 = now_s();
-	cpu1 = broker_cpu_s(b);
+	t2 = bench_now_s();
+	cpu1 = bench_proc_cpu_s(b->h.pid);
 	if (!r)
 		goto out;
 	res->write_s = t1 - t0;
 	res->commit_s = t2 - t1;
 	res->broker_cpu_s = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
 	if (round % 2 == 1) {
-		t0 = now_s();
+		t0 = bench_now_s();
 		memcpy(b->dst, b->src, b->size);
-		res->memcpy_s = now_s() - t0;
+		res->memcpy_s = bench_now_s() - t0;
 	}
 	if (b->dst[b->size - 1] != b->src[b->size - 1] || b->dst[0] != b->src[0]) {
-		fail("memcpy baseline: destination differs");
+		bench_fail("memcpy baseline: destination differs");
 		goto out;
 	}
 	if (reply_slots(b, r, THRU_NAME, ch, b->nblocks, slots))
@@ -483,8 +380,8 @@ static int thru_round(struct bench *b, size_t round, const struct chg *ch, uint6
 		if (read_slot(b, slots[k], b->blkbuf))
 			goto out;
 		if (memcmp(b->blkbuf, b->src + k * BLKSIZE, BLKSIZE)) {
-			fail("round %zu: block %zu at slot %" PRIu64 " differs from the data sent",
-			     round, k, slots[k]);
+			bench_fail("round %zu: block %zu at slot %" PRIu64
+				   " differs from the data sent", round, k, slots[k]);
 			goto out;
 		}
 	}
@@ -492,23 +389,9 @@ static int thru_round(struct bench *b, size_t round, const struct chg *ch, uint6
 out:
 	json_decref(r);
 	if (fd >= 0 && close(fd) != 0)
-		ret = sys_fail("close data memfd");
+		ret = bench_sys_fail("close data memfd");
 	free(text);
 	return ret;
-}
-
-static int cmp_double(const void *x, const void *y)
-{
-	double a = *(const double *)x, c = *(const double *)y;
-
-	return (a > c) - (a < c);
-}
-
-/* Median of v[0..n); sorts v. */
-static double median(double *v, size_t n)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static double mbps(const struct bench *b, double s)
@@ -516,9 +399,11 @@ static double mbps(const struct bench *b, double s)
 	return (double)b->size / s / 1e6;
 }
 
+static const struct bench_table table = { .name_w = 40, .prec = 0 };
+
 static void print_base(const char *name, double v)
 {
-	printf("%-40s %10.0f %10s %7s %7s  %s\n", name, v, "-", "-", "-", "-");
+	bench_table_value(&table, name, v, "-");
 }
 
 static void print_ratio(const char *name, double v, double base, double goal)
@@ -528,8 +413,8 @@ static void print_ratio(const char *name, double v, double base, double goal)
 
 	if (goal > 0)
 		snprintf(g, sizeof(g), ">= %.1f", goal);
-	printf("%-40s %10.0f %10.0f %7.2f %7s  %s\n", name, v, base, ratio, g,
-	       goal <= 0 ? "(info)" : ratio >= goal ? "ok" : "MISSED");
+	bench_table_ratio(&table, name, v, base, g,
+			  goal <= 0 ? "(info)" : ratio >= goal ? "ok" : "MISSED");
 }
 
 static int throughput(struct bench *b)
@@ -547,7 +432,7 @@ static int throughput(struct bench *b)
 	for (int i = 0; i < 5; i++)
 		v[i] = calloc(b->rounds, sizeof(double));
 	if (!ch || !slots || !cold || !v[0] || !v[1] || !v[2] || !v[3] || !v[4]) {
-		sys_fail("calloc");
+		bench_sys_fail("calloc");
 		goto out;
 	}
 	if (create_array(b, THRU_NAME, b->size) || open_array(b, THRU_NAME))
@@ -586,24 +471,24 @@ static int throughput(struct bench *b)
 		printf("(the pool's residency could not be confirmed from /proc: the first timed "
 		       "rounds may include first-touch costs)\n");
 	for (int i = 0; i < 5; i++)
-		med[i] = median(v[i], b->rounds);
+		med[i] = bench_median(v[i], b->rounds);
 
 	printf("\nmedian of %zu timed rounds (MB/s = 1e6 bytes/s; every commit's slots were "
 	       "read back and match):\n", b->rounds);
-	printf("%-40s %10s %10s %7s %7s  %s\n", "figure", "MB/s", "baseline", "ratio", "goal",
-	       "result");
+	bench_table_head(&table, "MB/s");
 	print_base("memcpy (baseline)", med[0]);
 	print_ratio("commit round trip, data fd ready", med[1], med[0], GOAL_RATIO);
 	print_ratio("client memfd write + commit", med[2], med[0], 0);
 	print_ratio("client memfd write alone", med[3], med[0], 0);
-	print_ratio("commit, warm-up (pool memory untouched)", median(cold, nwarm), med[0], 0);
+	print_ratio("commit, warm-up (pool memory untouched)", bench_median(cold, nwarm), med[0],
+		    0);
 	bench_report("commit", "commit round trip, data fd ready, vs memcpy", "MB/s", med[1],
 		     med[0], '>', GOAL_RATIO);
 	bench_report("commit", "client memfd write + commit vs memcpy", "MB/s", med[2], med[0],
 		     0, 0);
 	bench_report("commit", "client memfd write alone vs memcpy", "MB/s", med[3], med[0], 0, 0);
 	bench_report("commit", "commit in warm-up (pool memory untouched) vs memcpy", "MB/s",
-		     median(cold, nwarm), med[0], 0, 0);
+		     bench_median(cold, nwarm), med[0], 0, 0);
 	if (med[4] >= 0)
 		printf("broker on-CPU time per commit (median): %.1f ms = %.0f MB/s\n",
 		       med[4] * 1e3, (double)b->size / med[4] / 1e6);
@@ -636,7 +521,8 @@ static int granularity(struct bench *b)
 	struct chg ch[GRAN_BLOCKS];
 	uint64_t old_slots[GRAN_BLOCKS], new_slots[GRAN_BLOCKS];
 	uint8_t *full = NULL, *pages = NULL;
-	uint64_t rchar0 = 0, rchar1 = 0, sent_pages = 0, sent_bytes;
+	struct bench_io io0, io1;
+	uint64_t sent_pages = 0, sent_bytes;
 	bool have_rchar;
 	struct stats st0, st1;
 	char *text = NULL;
@@ -647,7 +533,7 @@ static int granularity(struct bench *b)
 	full = malloc(full_len);
 	pages = malloc(GRAN_BLOCKS * PAGE);
 	if (!full || !pages) {
-		sys_fail("malloc");
+		bench_sys_fail("malloc");
 		goto out;
 	}
 	for (size_t i = 0; i < full_len / 8; i++) {
@@ -666,7 +552,7 @@ static int granularity(struct bench *b)
 		goto out;
 	fd = test_memfd(full, full_len);
 	if (fd < 0) {
-		err_fail("writing the data memfd", fd);
+		bench_err_fail("writing the data memfd", fd);
 		goto out;
 	}
 	r = request(b, "commit (whole blocks)", text, fd);
@@ -678,7 +564,7 @@ static int granularity(struct bench *b)
 	text = NULL;
 	if (close(fd) != 0) {
 		fd = -1;
-		sys_fail("close data memfd");
+		bench_sys_fail("close data memfd");
 		goto out;
 	}
 
@@ -698,16 +584,16 @@ static int granularity(struct bench *b)
 		goto out;
 	fd = test_memfd(pages, GRAN_BLOCKS * PAGE);
 	if (fd < 0) {
-		err_fail("writing the data memfd", fd);
+		bench_err_fail("writing the data memfd", fd);
 		goto out;
 	}
 	if (get_stats(b, &st0))
 		goto out;
-	have_rchar = broker_rchar(b, &rchar0);
-	t0 = now_s();
+	have_rchar = bench_proc_io(b->h.pid, &io0);
+	t0 = bench_now_s();
 	r = request(b, "commit (1 byte per block)", text, fd);
-	t1 = now_s();
-	have_rchar = have_rchar && broker_rchar(b, &rchar1);
+	t1 = bench_now_s();
+	have_rchar = have_rchar && bench_proc_io(b->h.pid, &io1);
 	if (!r || reply_slots(b, r, GRAN_NAME, ch, GRAN_BLOCKS, new_slots))
 		goto out;
 	if (get_stats(b, &st1))
@@ -720,32 +606,32 @@ static int granularity(struct bench *b)
 		size_t at = (size_t)gran_page(k) * PAGE + gran_byte(k);
 
 		if (new_slots[k] == old_slots[k]) {
-			fail("block %zu: the commit reused slot %" PRIu64, k, old_slots[k]);
+			bench_fail("block %zu: the commit reused slot %" PRIu64, k, old_slots[k]);
 			goto out;
 		}
 		if (read_slot(b, new_slots[k], b->blkbuf) || read_slot(b, old_slots[k], b->blkbuf2))
 			goto out;
 		if (memcmp(b->blkbuf2, want, BLKSIZE)) {
-			fail("block %zu: the old slot %" PRIu64 " changed", k, old_slots[k]);
+			bench_fail("block %zu: the old slot %" PRIu64 " changed", k, old_slots[k]);
 			goto out;
 		}
 		if ((uint8_t)(b->blkbuf[at] ^ want[at]) != 0xff) {
-			fail("block %zu: the changed byte is not in the new slot", k);
+			bench_fail("block %zu: the changed byte is not in the new slot", k);
 			goto out;
 		}
 		b->blkbuf[at] ^= 0xff;
 		if (memcmp(b->blkbuf, want, BLKSIZE)) {
-			fail("block %zu: the new slot %" PRIu64 " lost unchanged content", k,
-			     new_slots[k]);
+			bench_fail("block %zu: the new slot %" PRIu64 " lost unchanged content", k,
+				   new_slots[k]);
 			goto out;
 		}
 	}
 	if (st1.slots - st0.slots != GRAN_BLOCKS ||
 	    st1.pool_used - st0.pool_used != (long long)(GRAN_BLOCKS * BLKSIZE) ||
 	    st1.commits - st0.commits != 1) {
-		fail("stats: %lld new slots, %lld bytes more in use, %lld commits; want %d, %zu, 1",
-		     st1.slots - st0.slots, st1.pool_used - st0.pool_used,
-		     st1.commits - st0.commits, GRAN_BLOCKS, GRAN_BLOCKS * BLKSIZE);
+		bench_fail("stats: %lld new slots, %lld bytes more in use, %lld commits; "
+			   "want %d, %zu, 1", st1.slots - st0.slots, st1.pool_used - st0.pool_used,
+			   st1.commits - st0.commits, GRAN_BLOCKS, GRAN_BLOCKS * BLKSIZE);
 		goto out;
 	}
 
@@ -759,7 +645,7 @@ static int granularity(struct bench *b)
 	if (have_rchar) {
 		/* read/pread only (the request datagram is recvmsg'ed, not
 		 * counted); a timer tick may add 8 bytes */
-		uint64_t got = rchar1 - rchar0, got_pages = got / PAGE;
+		uint64_t got = io1.rchar - io0.rchar, got_pages = got / PAGE;
 
 		printf("%-48s %12" PRIu64 " %8s  %s\n", "bytes the broker read (/proc/PID/io rchar)",
 		       got, "-", "-");
@@ -786,8 +672,8 @@ static int granularity(struct bench *b)
 			snprintf(what, sizeof(what),
 				 "1 byte changed in each of %d blocks: pages the broker read",
 				 GRAN_BLOCKS);
-			bench_report("commit", what, "pages", (double)((rchar1 - rchar0) / PAGE),
-				     NAN, '<', GOAL_PAGES);
+			bench_report("commit", what, "pages",
+				     (double)((io1.rchar - io0.rchar) / PAGE), NAN, '<', GOAL_PAGES);
 		}
 		snprintf(what, sizeof(what), "1 byte changed in each of %d blocks: commit round trip",
 			 GRAN_BLOCKS);
@@ -797,7 +683,7 @@ static int granularity(struct bench *b)
 out:
 	json_decref(r);
 	if (fd >= 0 && close(fd) != 0)
-		ret = sys_fail("close data memfd");
+		ret = bench_sys_fail("close data memfd");
 	free(text);
 	free(pages);
 	free(full);
@@ -812,16 +698,16 @@ static int setup_buffers(struct bench *b)
 
 	p = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
-		return sys_fail("mmap source buffer");
+		return bench_sys_fail("mmap source buffer");
 	b->src = p;
 	p = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
-		return sys_fail("mmap destination buffer");
+		return bench_sys_fail("mmap destination buffer");
 	b->dst = p;
 	b->blkbuf = malloc(BLKSIZE);
 	b->blkbuf2 = malloc(BLKSIZE);
 	if (!b->blkbuf || !b->blkbuf2)
-		return sys_fail("malloc");
+		return bench_sys_fail("malloc");
 	fill_src(b);
 	memset(b->dst, 0x5a, b->size);
 	return 0;
@@ -830,40 +716,19 @@ static int setup_buffers(struct bench *b)
 /* Release everything, stop the broker; -1 if something failed. */
 static int teardown(struct bench *b)
 {
-	bool socket_left = false;
-	int ret = 0, st;
+	int ret = 0;
 
 	if (b->connected)
 		tclient_close(&b->c);
-	if (b->started) {
-		st = harness_stop(&b->h, &socket_left);
-		if (st != 0)
-			ret = fail("the broker did not stop cleanly (status %d)", st);
-		if (socket_left)
-			ret = fail("the broker left its socket behind");
-	}
+	if (b->started && bench_broker_stop(&b->h))
+		ret = -1;
 	if (b->dst && munmap(b->dst, b->size) != 0)
-		ret = sys_fail("munmap destination buffer");
+		ret = bench_sys_fail("munmap destination buffer");
 	if (b->src && munmap(b->src, b->size) != 0)
-		ret = sys_fail("munmap source buffer");
+		ret = bench_sys_fail("munmap source buffer");
 	free(b->blkbuf);
 	free(b->blkbuf2);
 	return ret;
-}
-
-static bool parse_count(const char *s, size_t max, size_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v == 0 || v > max)
-		return false;
-	*out = (size_t)v;
-	return true;
 }
 
 int main(int argc, char **argv)
@@ -872,14 +737,15 @@ int main(int argc, char **argv)
 	size_t mib = DEF_SIZE_MIB;
 	int opt, ret = 1;
 
+	bench_set_name("bench_commit");
 	while ((opt = getopt(argc, argv, "r:s:h")) != -1) {
 		switch (opt) {
 		case 'r':
-			if (!parse_count(optarg, 1000, &b.rounds))
+			if (!bench_parse_count(optarg, 10, 1000, &b.rounds))
 				goto bad_args;
 			break;
 		case 's':
-			if (!parse_count(optarg, MAX_SIZE_MIB, &mib) || mib % 2)
+			if (!bench_parse_count(optarg, 10, MAX_SIZE_MIB, &mib) || mib % 2)
 				goto bad_args;
 			break;
 		case 'h':

@@ -55,7 +55,6 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,13 +62,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench_report.h"
+#include "common.h"
 #include "harness.h"
 #include "shma.h"
 
@@ -132,103 +130,19 @@ static void usage(FILE *out)
 		DEF_ROUNDS, MAX_SIZE_MIB, DEF_SIZE_MIB, DEF_PYTHON, SCRIPT);
 }
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("bench_compare: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return -1;
-}
-
-static int sys_fail(const char *what)
-{
-	return fail("%s: %s", what, strerror(errno));
-}
-
-static int err_fail(const char *what, int err)
-{
-	return fail("%s: %s", what, strerror(-err));
-}
-
+/* A libshm error, with the broker's words (of c's last call, else of the
+ * last shma_connect). */
 static int shma_fail(shma_conn *c, const char *what, int err)
 {
-	const char *msg = c ? shma_conn_error(c) : shma_last_error();
-
-	return fail("%s: %s%s%s", what, shma_strerror(err), *msg ? ": " : "", msg);
+	return bench_shma_fail(what, err, c ? shma_conn_error(c) : shma_last_error());
 }
 
 static int mdb_fail(const char *what, int rc)
 {
-	return fail("%s: %s", what, mdb_strerror(rc));
+	return bench_fail("%s: %s", what, mdb_strerror(rc));
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-		sys_fail("clock_gettime");
-		_exit(1);
-	}
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long minflt(void)
-{
-	struct rusage ru;
-
-	if (getrusage(RUSAGE_SELF, &ru) != 0) {
-		sys_fail("getrusage");
-		_exit(1);
-	}
-	return ru.ru_minflt;
-}
-
-/* ---- the data and the sum ------------------------------------------------- */
-
-/* Element i (compare_shm.py computes the same). */
-static double value(size_t i)
-{
-	return (double)((i ^ (i >> 17)) & 0xffff);
-}
-
-/* Elements [first, first + n) into d. */
-static void fill(double *d, size_t first, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		d[i] = value(first + i);
-}
-
-/* The timed read: a sequential sum with 8 independent accumulators, so it
- * is bound by memory, not by the latency of one chain of adds.  Not inlined:
- * every C variant runs the same code. */
-static __attribute__((noinline)) double sum_f8(const double *p, size_t n)
-{
-	double s[8] = { 0 };
-	size_t i;
-
-	for (i = 0; i + 8 <= n; i += 8)
-		for (int k = 0; k < 8; k++)
-			s[k] += p[i + k];
-	for (; i < n; i++)
-		s[0] += p[i];
-	return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-}
-
-static double expected_sum(size_t n)
-{
-	uint64_t s = 0;
-
-	for (size_t i = 0; i < n; i++)
-		s += (uint64_t)value(i);
-	return (double)s; /* < 2^53: exact */
-}
+/* ---- the timed passes ------------------------------------------------------ */
 
 /* A pass over the data: returns its sum. */
 typedef double (*pass_fn)(const struct bench *b, void *arg);
@@ -240,21 +154,22 @@ static int timed_passes(const struct bench *b, const char *what, pass_fn pass, v
 	double t0, t, sum;
 	long f0;
 
-	f0 = minflt();
-	t0 = now_s();
+	f0 = bench_minflt();
+	t0 = bench_now_s();
 	sum = pass(b, arg);
-	res->cold_s = now_s() - t0;
-	res->cold_flt = (double)(minflt() - f0);
+	res->cold_s = bench_now_s() - t0;
+	res->cold_flt = (double)(bench_minflt() - f0);
 	if (sum != b->expect)
-		return fail("%s: cold sum %.17g, want %.17g: wrong data", what, sum, b->expect);
+		return bench_fail("%s: cold sum %.17g, want %.17g: wrong data", what, sum,
+				  b->expect);
 	res->warm_s = INFINITY;
 	for (int i = 0; i < WARM_PASSES; i++) {
-		t0 = now_s();
+		t0 = bench_now_s();
 		sum = pass(b, arg);
-		t = now_s() - t0;
+		t = bench_now_s() - t0;
 		if (sum != b->expect)
-			return fail("%s: warm sum %.17g, want %.17g: wrong data", what, sum,
-				    b->expect);
+			return bench_fail("%s: warm sum %.17g, want %.17g: wrong data", what, sum,
+					  b->expect);
 		if (t < res->warm_s)
 			res->warm_s = t;
 	}
@@ -263,61 +178,12 @@ static int timed_passes(const struct bench *b, const char *what, pass_fn pass, v
 
 static double pass_whole(const struct bench *b, void *arg)
 {
-	return sum_f8(arg, b->nelem);
+	return bench_sum_f8(arg, b->nelem);
 }
 
 /* ---- children ------------------------------------------------------------------ */
 
 typedef int (*child_fn)(const struct bench *b, struct result *res);
-
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = read(fd, (char *)buf + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = write(fd, (const char *)buf + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-/* Wait for pid; -1 unless it exited with 0. */
-static int reap(pid_t pid, const char *what)
-{
-	int status;
-
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR)
-			return sys_fail("waitpid");
-	}
-	if (WIFSIGNALED(status))
-		return fail("%s: child killed by signal %d%s", what, WTERMSIG(status),
-			    WTERMSIG(status) == SIGALRM ? " (timeout)" : "");
-	if (WEXITSTATUS(status) != 0)
-		return fail("%s: child failed (exit %d)", what, WEXITSTATUS(status));
-	return 0;
-}
 
 /* Run fn in a fresh child (it dies of SIGALRM after b->timeout seconds);
  * wait for its result and for it to end. */
@@ -327,12 +193,12 @@ static int run_child(const struct bench *b, child_fn fn, const char *what, struc
 	pid_t pid;
 
 	if (pipe2(p, O_CLOEXEC) != 0)
-		return sys_fail("pipe2");
+		return bench_sys_fail("pipe2");
 	fflush(stdout);
 	fflush(stderr);
 	pid = fork();
 	if (pid < 0) {
-		sys_fail("fork");
+		bench_sys_fail("fork");
 		close(p[0]);
 		close(p[1]);
 		return -1;
@@ -346,15 +212,15 @@ static int run_child(const struct bench *b, child_fn fn, const char *what, struc
 			close(b->py_out);
 		}
 		alarm(b->timeout);
-		if (fn(b, &r) || write_full(p[1], &r, sizeof(r)) != 0)
+		if (fn(b, &r) || bench_write_full(p[1], &r, sizeof(r)) != 0)
 			_exit(1);
 		_exit(0);
 	}
 	close(p[1]);
-	if (read_full(p[0], res, sizeof(*res)) != 0)
-		ret = fail("%s: no result from the child", what);
+	if (bench_read_full(p[0], res, sizeof(*res)) != 0)
+		ret = bench_fail("%s: no result from the child", what);
 	close(p[0]);
-	if (reap(pid, what))
+	if (bench_wait_child(pid, what))
 		ret = -1;
 	return ret;
 }
@@ -367,8 +233,8 @@ static int child_malloc(const struct bench *b, struct result *res)
 	int ret;
 
 	if (!d)
-		return sys_fail("malloc");
-	fill(d, 0, b->nelem);
+		return bench_sys_fail("malloc");
+	bench_fill(d, 0, b->nelem);
 	ret = timed_passes(b, "malloc", pass_whole, d, res);
 	free(d);
 	return ret;
@@ -379,48 +245,16 @@ static int child_malloc(const struct bench *b, struct result *res)
 /* Child: create the array, write every element, commit. */
 static int child_shma_fill(const struct bench *b, struct result *res)
 {
-	uint64_t shape[1] = { b->nelem }, rev;
 	shma_conn *c = NULL;
-	shma_array *a = NULL;
-	double t0, t1, t2;
-	int err, ret = -1;
+	uint64_t rev;
+	int err, ret;
 
 	err = shma_connect(b->h.socket, NULL, &c);
 	if (err)
 		return shma_fail(NULL, "shma_connect", err);
-	err = shma_create(c, ARRAY_NAME, "<f8", 1, shape, 'C', BLKSIZE, &rev);
-	if (err) {
-		shma_fail(c, "shma_create", err);
-		goto out;
-	}
-	err = shma_sync(c, &rev);
-	if (err) {
-		shma_fail(c, "shma_sync", err);
-		goto out;
-	}
-	err = shma_open(c, ARRAY_NAME, &a);
-	if (err) {
-		shma_fail(c, "shma_open", err);
-		goto out;
-	}
-	err = shma_vm_install_handler();
-	if (err) {
-		shma_fail(NULL, "shma_vm_install_handler", err);
-		goto out;
-	}
-	t0 = now_s();
-	fill(shma_array_data(a), 0, b->nelem);
-	t1 = now_s();
-	err = shma_commit(c, &rev);
-	t2 = now_s();
-	if (err) {
-		shma_fail(c, "shma_commit", err);
-		goto out;
-	}
-	res->cold_s = t1 - t0; /* here: writing */
-	res->warm_s = t2 - t1; /* here: the commit */
-	ret = 0;
-out:
+	/* here: cold_s the writing, warm_s the commit */
+	ret = bench_create_filled(c, ARRAY_NAME, b->nelem, BLKSIZE, &res->cold_s, &res->warm_s,
+				  &rev);
 	shma_disconnect(&c);
 	return ret;
 }
@@ -443,8 +277,8 @@ static int child_shma(const struct bench *b, struct result *res)
 	}
 	shma_array_info(a, &info);
 	if (info.nbytes != b->size || info.block_size != BLKSIZE) {
-		fail("array: %" PRIu64 " bytes in blocks of %zu, want %zu in blocks of %zu",
-		     info.nbytes, info.block_size, b->size, BLKSIZE);
+		bench_fail("array: %" PRIu64 " bytes in blocks of %zu, want %zu in blocks of %zu",
+			   info.nbytes, info.block_size, b->size, BLKSIZE);
 		goto out;
 	}
 	err = shma_vm_install_handler();
@@ -488,7 +322,7 @@ static int child_lmdb_write(const struct bench *b, struct result *res)
 		mdb_fail("mdb_env_open (write)", rc);
 		goto out;
 	}
-	t0 = now_s();
+	t0 = bench_now_s();
 	for (size_t k = 0; k < b->nblocks; k++) {
 		size_t key = k;
 		MDB_val kv = { .mv_size = sizeof(key), .mv_data = &key };
@@ -511,7 +345,7 @@ static int child_lmdb_write(const struct bench *b, struct result *res)
 			mdb_fail("mdb_put", rc);
 			goto out;
 		}
-		fill(dv.mv_data, k * PER_BLOCK, PER_BLOCK);
+		bench_fill(dv.mv_data, k * PER_BLOCK, PER_BLOCK);
 		if ((k + 1) % LMDB_BATCH == 0 || k + 1 == b->nblocks) {
 			rc = mdb_txn_commit(txn);
 			txn = NULL;
@@ -521,9 +355,9 @@ static int child_lmdb_write(const struct bench *b, struct result *res)
 			}
 		}
 	}
-	t1 = now_s();
+	t1 = bench_now_s();
 	rc = mdb_env_sync(env, 1);
-	t2 = now_s();
+	t2 = bench_now_s();
 	if (rc) {
 		mdb_fail("mdb_env_sync", rc);
 		goto out;
@@ -560,7 +394,7 @@ static double pass_lmdb(const struct bench *b, void *arg)
 				r->rc = rc ? rc : EINVAL;
 			return NAN;
 		}
-		sum += sum_f8(dv.mv_data, PER_BLOCK);
+		sum += bench_sum_f8(dv.mv_data, PER_BLOCK);
 	}
 	return sum;
 }
@@ -591,8 +425,8 @@ static int child_lmdb(const struct bench *b, struct result *res)
 	}
 	ret = timed_passes(b, "lmdb", pass_lmdb, &r, res);
 	if (r.rc) {
-		fail("lmdb: mdb_get: %s (or a value of the wrong size or alignment)",
-		     mdb_strerror(r.rc));
+		bench_fail("lmdb: mdb_get: %s (or a value of the wrong size or alignment)",
+			   mdb_strerror(r.rc));
 		ret = -1;
 	}
 out:
@@ -642,23 +476,23 @@ static int py_line(struct bench *b, char *buf, size_t len)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			return sys_fail("poll");
+			return bench_sys_fail("poll");
 		if (r == 0)
-			return fail("the Python side did not answer within %u s", b->timeout);
+			return bench_fail("the Python side did not answer within %u s", b->timeout);
 		k = read(b->py_out, buf + n, 1);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0)
-			return sys_fail("read from the Python side");
+			return bench_sys_fail("read from the Python side");
 		if (k == 0)
-			return fail("the Python side ended without an answer");
+			return bench_fail("the Python side ended without an answer");
 		if (buf[n] == '\n') {
 			buf[n] = '\0';
 			return 0;
 		}
 		n++;
 	}
-	return fail("the Python side's answer is too long");
+	return bench_fail("the Python side's answer is too long");
 }
 
 /* Stop the Python side: end of input makes it unlink the segment and exit;
@@ -683,11 +517,11 @@ static int py_stop(struct bench *b)
 		usleep(100 * 1000);
 	}
 	if (r < 0)
-		ret = sys_fail("waitpid (Python side)");
+		ret = bench_sys_fail("waitpid (Python side)");
 	else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		ret = fail("the Python side did not end well (status 0x%x)", status);
+		ret = bench_fail("the Python side did not end well (status 0x%x)", status);
 	if (shm_unlink(b->shm_name) != 0 && errno != ENOENT)
-		ret = sys_fail("shm_unlink");
+		ret = bench_sys_fail("shm_unlink");
 	b->py_pid = -1;
 	b->have_py = false;
 	return ret;
@@ -715,9 +549,9 @@ static int py_start(struct bench *b, double *fill_s)
 	snprintf(mib, sizeof(mib), "%zu", b->size >> 20);
 	snprintf(expect, sizeof(expect), "%.0f", b->expect);
 	if (pipe2(in, O_CLOEXEC) != 0)
-		return sys_fail("pipe2");
+		return bench_sys_fail("pipe2");
 	if (pipe2(out, O_CLOEXEC) != 0) {
-		sys_fail("pipe2");
+		bench_sys_fail("pipe2");
 		close(in[0]);
 		close(in[1]);
 		return -1;
@@ -726,7 +560,7 @@ static int py_start(struct bench *b, double *fill_s)
 	fflush(stderr);
 	b->py_pid = fork();
 	if (b->py_pid < 0) {
-		sys_fail("fork");
+		bench_sys_fail("fork");
 		close(in[0]);
 		close(in[1]);
 		close(out[0]);
@@ -753,7 +587,7 @@ static int py_start(struct bench *b, double *fill_s)
 		return py_stop(b);
 	}
 	if (sscanf(line, "ready %lf", fill_s) != 1)
-		return fail("the Python side: %s", line);
+		return bench_fail("the Python side: %s", line);
 	return 0;
 }
 
@@ -763,13 +597,13 @@ static int py_measure(struct bench *b, const char *cmd, struct result *res)
 	char line[512], word[16];
 	size_t len = strlen(cmd);
 
-	if (write_full(b->py_in, cmd, len) != 0 || write_full(b->py_in, "\n", 1) != 0)
-		return sys_fail("write to the Python side");
+	if (bench_write_full(b->py_in, cmd, len) != 0 || bench_write_full(b->py_in, "\n", 1) != 0)
+		return bench_sys_fail("write to the Python side");
 	if (py_line(b, line, sizeof(line)))
 		return -1;
 	if (sscanf(line, "%15s %lf %lf %lf", word, &res->cold_s, &res->warm_s, &res->cold_flt) != 4 ||
 	    strcmp(word, cmd) != 0)
-		return fail("the Python side: %s", line);
+		return bench_fail("the Python side: %s", line);
 	return 0;
 }
 
@@ -779,20 +613,11 @@ static int start_broker(struct bench *b)
 {
 	/* the array, and room for the commit that fills it */
 	uint64_t mib = b->size >> 20, pool = 2 * mib;
-	char cfg[512];
-	int err;
 
 	if (pool < 256)
 		pool = 256;
-	snprintf(cfg, sizeof(cfg),
-		 "{\"pool_size\":\"%" PRIu64 "MiB\",\"block_size\":\"2MiB\","
-		 "\"retention\":{\"revisions\":2,\"seconds\":0},"
-		 "\"limits\":{\"commit_bytes\":\"%" PRIu64 "MiB\"},\"log_level\":\"info\","
-		 "\"data_dir\":false}",
-		 pool, pool);
-	err = harness_start(&b->h, cfg);
-	if (err)
-		return err_fail("harness_start", err);
+	if (bench_broker_start(&b->h, pool, pool))
+		return -1;
 	b->started = true;
 	return 0;
 }
@@ -810,9 +635,9 @@ static int setup(struct bench *b)
 	       r.warm_s);
 	if ((size_t)snprintf(b->lmdb_dir, sizeof(b->lmdb_dir), "%s/lmdb", b->h.dir) >=
 	    sizeof(b->lmdb_dir))
-		return fail("the LMDB directory's path is too long");
+		return bench_fail("the LMDB directory's path is too long");
 	if (mkdir(b->lmdb_dir, 0700) != 0)
-		return sys_fail("mkdir (LMDB directory)");
+		return bench_sys_fail("mkdir (LMDB directory)");
 	if (run_child(b, child_lmdb_write, "lmdb write", &r))
 		return -1;
 	printf("LMDB: %zu MiB written in %.2f s, synced in %.2f s (%s)\n", b->size >> 20,
@@ -830,29 +655,10 @@ static int setup(struct bench *b)
 
 /* ---- report ---------------------------------------------------------------------- */
 
-static int cmp_double(const void *x, const void *y)
-{
-	double a = *(const double *)x, c = *(const double *)y;
-
-	return (a > c) - (a < c);
-}
-
 /* Median over rounds of the value at byte offset off of kind k's results. */
 static double med(const struct bench *b, struct result *res[K_NR], enum kind k, size_t off)
 {
-	double *x = malloc(b->rounds * sizeof(*x)), m;
-	size_t n = b->rounds;
-
-	if (!x) {
-		sys_fail("malloc");
-		exit(1);
-	}
-	for (size_t r = 0; r < n; r++)
-		memcpy(&x[r], (const char *)&res[k][r] + off, sizeof(double));
-	qsort(x, n, sizeof(*x), cmp_double);
-	m = n % 2 ? x[n / 2] : (x[n / 2 - 1] + x[n / 2]) / 2;
-	free(x);
-	return m;
+	return bench_median_field(res[k], b->rounds, sizeof(res[k][0]), off);
 }
 
 static double gbps(const struct bench *b, double secs)
@@ -939,21 +745,6 @@ static void report(const struct bench *b, struct result *res[K_NR])
 
 /* ---- main ------------------------------------------------------------------------ */
 
-static bool parse_count(const char *s, size_t max, size_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v == 0 || v > max)
-		return false;
-	*out = (size_t)v;
-	return true;
-}
-
 static int measure(struct bench *b, enum kind k, struct result *res)
 {
 	switch (k) {
@@ -979,17 +770,17 @@ int main(int argc, char **argv)
 			   .py_in = -1, .py_out = -1 };
 	struct result *res[K_NR] = { NULL };
 	size_t mib = DEF_SIZE_MIB;
-	bool socket_left = false;
-	int opt, ret = 1, st;
+	int opt, ret = 1;
 
+	bench_set_name("bench_compare");
 	while ((opt = getopt(argc, argv, "r:s:P:S:h")) != -1) {
 		switch (opt) {
 		case 'r':
-			if (!parse_count(optarg, 1000, &b.rounds))
+			if (!bench_parse_count(optarg, 10, 1000, &b.rounds))
 				goto bad_args;
 			break;
 		case 's':
-			if (!parse_count(optarg, MAX_SIZE_MIB, &mib) || mib % 2)
+			if (!bench_parse_count(optarg, 10, MAX_SIZE_MIB, &mib) || mib % 2)
 				goto bad_args;
 			break;
 		case 'P':
@@ -1013,10 +804,10 @@ int main(int argc, char **argv)
 	b.nelem = b.size / sizeof(double);
 	b.nblocks = b.size / BLKSIZE;
 	b.timeout = 120 + 30 * (unsigned)(mib >> 10);
-	b.expect = expected_sum(b.nelem);
+	b.expect = bench_expected_sum(b.nelem);
 	/* a child that died must show up as an error, not kill us */
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
-		sys_fail("signal");
+		bench_sys_fail("signal");
 		return 1;
 	}
 
@@ -1026,7 +817,7 @@ int main(int argc, char **argv)
 	for (int k = 0; k < K_NR; k++) {
 		res[k] = calloc(b.rounds, sizeof(*res[k]));
 		if (!res[k]) {
-			sys_fail("calloc");
+			bench_sys_fail("calloc");
 			goto out;
 		}
 	}
@@ -1049,13 +840,8 @@ int main(int argc, char **argv)
 out:
 	if (py_stop(&b))
 		ret = 1;
-	if (b.started) {
-		st = harness_stop(&b.h, &socket_left); /* removes the LMDB files too */
-		if (st != 0)
-			ret = fail("the broker did not stop cleanly (status %d)", st);
-		if (socket_left)
-			ret = fail("the broker left its socket behind");
-	}
+	if (b.started && bench_broker_stop(&b.h)) /* removes the LMDB files too */
+		ret = -1;
 	for (int k = 0; k < K_NR; k++)
 		free(res[k]);
 	return ret ? 1 : 0;

@@ -48,10 +48,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench_report.h"
+#include "common.h"
 #include "shma.h"
 
 #define DEF_NBLOCKS 256
@@ -109,29 +109,6 @@ static void usage(FILE *out)
 		DEF_NBLOCKS, DEF_ROUNDS, DEF_BLKSIZE);
 }
 
-static int sys_fail(const char *what)
-{
-	fprintf(stderr, "bench_fault: %s: %s\n", what, strerror(errno));
-	return -1;
-}
-
-static int shma_fail(const char *what, int err)
-{
-	fprintf(stderr, "bench_fault: %s: %s\n", what, shma_strerror(err));
-	return -1;
-}
-
-static double now_us(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-		sys_fail("clock_gettime");
-		exit(1);
-	}
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 static uint8_t pattern(size_t blk)
 {
 	return (uint8_t)(blk * 7 + 1);
@@ -158,14 +135,6 @@ static size_t touch_all(const void *base, const struct bench *b, bool check)
 
 /* ---- raw baseline ------------------------------------------------------- */
 
-static void raw_die(const char *msg)
-{
-	ssize_t r = write(STDERR_FILENO, msg, strlen(msg));
-
-	(void)r;
-	_exit(1);
-}
-
 static void raw_segv(int sig, siginfo_t *si, void *uc)
 {
 	uintptr_t a = (uintptr_t)si->si_addr, base = (uintptr_t)raw.base;
@@ -184,7 +153,7 @@ static void raw_segv(int sig, siginfo_t *si, void *uc)
 	off = (a - base) & ~(uintptr_t)(raw.blksize - 1);
 	if (mmap(raw.base + off, raw.blksize, PROT_READ, MAP_SHARED | MAP_FIXED,
 		 raw.fd, (off_t)off) == MAP_FAILED)
-		raw_die("bench_fault: raw handler: mmap failed\n");
+		bench_async_die("bench_fault: raw handler: mmap failed\n");
 	errno = saved;
 }
 
@@ -200,34 +169,34 @@ static int run_raw(const struct bench *b, double *us)
 	base = mmap(NULL, b->len, PROT_NONE,
 		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED)
-		return sys_fail("raw: mmap reserve");
+		return bench_sys_fail("raw: mmap reserve");
 	raw.base = base;
 	raw.len = b->len;
 	raw.blksize = b->blksize;
 	raw.fd = b->fd;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGSEGV, &sa, &old) != 0) {
-		sys_fail("raw: sigaction");
+		bench_sys_fail("raw: sigaction");
 		goto err_unmap;
 	}
 
-	t0 = now_us();
+	t0 = bench_now_us();
 	bad = touch_all(base, b, true);
-	t1 = now_us();
+	t1 = bench_now_us();
 
 	if (sigaction(SIGSEGV, &old, NULL) != 0) {
-		sys_fail("raw: sigaction restore");
+		bench_sys_fail("raw: sigaction restore");
 		goto err_unmap;
 	}
 	if (bad) {
-		fprintf(stderr, "bench_fault: raw: %zu blocks read wrong data\n", bad);
+		bench_fail("raw: %zu blocks read wrong data", bad);
 		goto err_unmap;
 	}
 	*us = (t1 - t0) / (double)b->nblocks;
 	ret = 0;
 err_unmap:
 	if (munmap(base, b->len) != 0)
-		ret = sys_fail("raw: munmap");
+		ret = bench_sys_fail("raw: munmap");
 	return ret;
 }
 
@@ -237,11 +206,11 @@ static int run_copy(const struct bench *b, double *us)
 {
 	double t0, t1;
 
-	t0 = now_us();
+	t0 = bench_now_us();
 	for (size_t i = 0; i < b->nblocks; i++)
 		memcpy(b->dst + i * b->blksize, b->data + i * b->blksize,
 		       b->blksize);
-	t1 = now_us();
+	t1 = bench_now_us();
 	sink = b->dst[(b->nblocks - 1) * b->blksize];
 	*us = (t1 - t0) / (double)b->nblocks;
 	return 0;
@@ -290,15 +259,14 @@ static int run_shma(const struct bench *b, shma_file *f, shma_ram *ram,
 
 	err = shma_fileh_open(f, ram, &fh);
 	if (err)
-		return shma_fail("shma_fileh_open", err);
+		return bench_shma_fail("shma_fileh_open", err, NULL);
 	err = shma_map(fh, 0, b->nblocks, &m);
 	if (err) {
-		shma_fail("shma_map", err);
+		bench_shma_fail("shma_map", err, NULL);
 		goto err_close;
 	}
 	if (shma_mapping_len(m) != b->len) {
-		fprintf(stderr, "bench_fault: shma_mapping_len %zu, want %zu\n",
-			shma_mapping_len(m), b->len);
+		bench_fail("shma_mapping_len %zu, want %zu", shma_mapping_len(m), b->len);
 		goto err_unmap;
 	}
 	/* Fresh memory for every run (pages kept for reuse by an earlier run
@@ -307,17 +275,16 @@ static int run_shma(const struct bench *b, shma_file *f, shma_ram *ram,
 	/* The raw run replaced and restored SIGSEGV behind the library's back. */
 	err = shma_vm_install_handler();
 	if (err) {
-		shma_fail("shma_vm_install_handler", err);
+		bench_shma_fail("shma_vm_install_handler", err, NULL);
 		goto err_unmap;
 	}
 
-	t0 = now_us();
+	t0 = bench_now_us();
 	bad = touch_all(shma_mapping_addr(m), b, check);
-	t1 = now_us();
+	t1 = bench_now_us();
 
 	if (bad) {
-		fprintf(stderr, "bench_fault: shma: %zu blocks read wrong data\n",
-			bad);
+		bench_fail("shma: %zu blocks read wrong data", bad);
 		goto err_unmap;
 	}
 	*us = (t1 - t0) / (double)b->nblocks;
@@ -358,12 +325,12 @@ static int setup_data(struct bench *b)
 
 	b->fd = memfd_create("bench_fault", MFD_CLOEXEC);
 	if (b->fd < 0)
-		return sys_fail("memfd_create");
+		return bench_sys_fail("memfd_create");
 	if (ftruncate(b->fd, (off_t)b->len) != 0)
-		return sys_fail("ftruncate");
+		return bench_sys_fail("ftruncate");
 	p = mmap(NULL, b->len, PROT_READ | PROT_WRITE, MAP_SHARED, b->fd, 0);
 	if (p == MAP_FAILED)
-		return sys_fail("mmap memfd");
+		return bench_sys_fail("mmap memfd");
 	b->data = p;
 	for (size_t i = 0; i < b->nblocks; i++)
 		memset(b->data + i * b->blksize, pattern(i), b->blksize);
@@ -371,7 +338,7 @@ static int setup_data(struct bench *b)
 	p = mmap(NULL, b->len, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
-		return sys_fail("mmap copy destination");
+		return bench_sys_fail("mmap copy destination");
 	b->dst = p;
 	memset(b->dst, 0x5a, b->len);
 	return 0;
@@ -383,22 +350,22 @@ static int setup_shma(struct bench *b)
 
 	err = shma_ram_new(b->blksize, &b->ram_small);
 	if (err)
-		return shma_fail("shma_ram_new (direct-map)", err);
+		return bench_shma_fail("shma_ram_new (direct-map)", err, NULL);
 	err = shma_ram_new(b->len, &b->ram_big);
 	if (err)
-		return shma_fail("shma_ram_new (copy-in)", err);
+		return bench_shma_fail("shma_ram_new (copy-in)", err, NULL);
 	err = shma_ram_new(RING_BLOCKS * b->blksize, &b->ram_ring);
 	if (err)
-		return shma_fail("shma_ram_new (recycled)", err);
+		return bench_shma_fail("shma_ram_new (recycled)", err, NULL);
 	err = shma_file_new(&ops_direct, b->blksize, b, &b->fdirect);
 	if (err)
-		return shma_fail("shma_file_new (direct-map)", err);
+		return bench_shma_fail("shma_file_new (direct-map)", err, NULL);
 	err = shma_file_new(&ops_copyin, b->blksize, b, &b->fcopyin);
 	if (err)
-		return shma_fail("shma_file_new (copy-in)", err);
+		return bench_shma_fail("shma_file_new (copy-in)", err, NULL);
 	err = shma_file_new(&ops_copyin_load, b->blksize, b, &b->fcopyin_load);
 	if (err)
-		return shma_fail("shma_file_new (copy-in+load)", err);
+		return bench_shma_fail("shma_file_new (copy-in+load)", err, NULL);
 	return 0;
 }
 
@@ -413,51 +380,37 @@ static int teardown(struct bench *b)
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		err = shma_file_destroy(files[i]);
 		if (err)
-			ret = shma_fail("shma_file_destroy", err);
+			ret = bench_shma_fail("shma_file_destroy", err, NULL);
 	}
 	for (size_t i = 0; i < sizeof(rams) / sizeof(rams[0]); i++) {
 		err = shma_ram_destroy(rams[i]);
 		if (err)
-			ret = shma_fail("shma_ram_destroy", err);
+			ret = bench_shma_fail("shma_ram_destroy", err, NULL);
 	}
 	if (b->dst && munmap(b->dst, b->len) != 0)
-		ret = sys_fail("munmap copy destination");
+		ret = bench_sys_fail("munmap copy destination");
 	if (b->data && munmap(b->data, b->len) != 0)
-		ret = sys_fail("munmap memfd");
+		ret = bench_sys_fail("munmap memfd");
 	if (b->fd >= 0 && close(b->fd) != 0)
-		ret = sys_fail("close memfd");
+		ret = bench_sys_fail("close memfd");
 	return ret;
 }
 
 /* ---- report ------------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Median of v[0..n); sorts v. */
-static double median(double *v, size_t n)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
+static const struct bench_table table = { .name_w = 34, .prec = 2 };
 
 static void print_base(const char *name, double us)
 {
-	printf("%-34s %10.2f %10s %7s %7s  %s\n", name, us, "-", "-", "-", "-");
+	bench_table_value(&table, name, us, "-");
 }
 
 static void print_goal(const char *name, double us, double base, double goal)
 {
-	double ratio = us / base;
 	char g[16];
 
 	snprintf(g, sizeof(g), "<= %.1f", goal);
-	printf("%-34s %10.2f %10.2f %7.2f %7s  %s\n", name, us, base, ratio, g,
-	       ratio <= goal ? "ok" : "MISSED");
+	bench_table_ratio(&table, name, us, base, g, us / base <= goal ? "ok" : "MISSED");
 }
 
 static void report(const struct bench *b, double *res[V_NR], size_t rounds)
@@ -475,12 +428,11 @@ static void report(const struct bench *b, double *res[V_NR], size_t rounds)
 		printf("\n");
 	}
 	for (int v = 0; v < V_NR; v++)
-		med[v] = median(res[v], rounds);
+		med[v] = bench_median(res[v], rounds);
 
 	printf("\nmedian of %zu rounds, %zu faults each (us per fault):\n",
 	       rounds, b->nblocks);
-	printf("%-34s %10s %10s %7s %7s  %s\n", "figure", "us/fault",
-	       "baseline", "ratio", "goal", "result");
+	bench_table_head(&table, "us/fault");
 	print_base("raw fault (baseline)", med[V_RAW]);
 	print_base("block copy (baseline)", med[V_COPY]);
 	print_base("raw + copy (baseline)", med[V_RAW] + med[V_COPY]);
@@ -512,19 +464,10 @@ static void report(const struct bench *b, double *res[V_NR], size_t rounds)
 
 /* ---- main --------------------------------------------------------------- */
 
+/* A positive size or count: decimal, or with a C prefix (0x...). */
 static bool parse_size(const char *s, size_t *out)
 {
-	unsigned long long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return false;
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno || *end || v == 0 || v > SIZE_MAX)
-		return false;
-	*out = (size_t)v;
-	return true;
+	return bench_parse_count(s, 0, SIZE_MAX, out);
 }
 
 int main(int argc, char **argv)
@@ -535,6 +478,7 @@ int main(int argc, char **argv)
 	size_t rounds = DEF_ROUNDS;
 	int opt, ret = 1;
 
+	bench_set_name("bench_fault");
 	while ((opt = getopt(argc, argv, "n:r:b:h")) != -1) {
 		switch (opt) {
 		case 'n':
@@ -568,7 +512,7 @@ int main(int argc, char **argv)
 	for (int v = 0; v < V_NR; v++) {
 		res[v] = calloc(rounds, sizeof(double));
 		if (!res[v]) {
-			sys_fail("calloc");
+			bench_sys_fail("calloc");
 			goto out;
 		}
 	}

@@ -53,6 +53,7 @@
 #include <zmq.h>
 
 #include "bench_report.h"
+#include "common.h"
 #include "harness.h"
 #include "shma.h"
 
@@ -103,28 +104,6 @@ struct bench {
 	uint64_t *bytes_ns;
 };
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("bench_handoff: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return -1;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- the broker ------------------------------------------------------------ */
 
 /* ---- the consumer (a child process) ------------------------------------------- */
@@ -167,19 +146,19 @@ static int consume_ref(void *pull, void *push, uint64_t n)
 		fprintf(stderr, "consumer: shma_ref_recv: %s (%s)\n", shma_strerror(rep.status), why);
 		return rep.status;
 	}
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	rep.status = shma_ref_open(&r, 0, &a, &v);
-	t1 = now_ns();
+	t1 = bench_now_ns();
 	if (!rep.status && (v.ndim != 1 || v.itemsize != 8))
 		rep.status = -EINVAL;
 	if (!rep.status) {
 		rep.index = pick(n, v.shape[0]);
 		x = *(const double *)(v.data + (int64_t)rep.index * v.strides[0]);
-		t2 = now_ns();
+		t2 = bench_now_ns();
 		rep.value = x;
 		rep.revision = shma_array_revision(a);
 		shma_close(&a);
-		t3 = now_ns();
+		t3 = bench_now_ns();
 		rep.open_ns = t1 - t0;
 		rep.read_ns = t2 - t1;
 		rep.close_ns = t3 - t2;
@@ -271,7 +250,7 @@ static int start(struct bench *b)
 	err = harness_start(&b->h, "{\"pool_size\":\"3GiB\",\"block_size\":\"2MiB\","
 				    "\"log_level\":\"info\",\"data_dir\":false}");
 	if (err)
-		return fail("harness_start: %s", strerror(-err));
+		return bench_err_fail("harness_start", err);
 	b->started = true;
 	snprintf(b->req_ep, sizeof(b->req_ep), "ipc://%s/handoff-req.ipc", b->h.dir);
 	snprintf(b->rep_ep, sizeof(b->rep_ep), "ipc://%s/handoff-rep.ipc", b->h.dir);
@@ -280,23 +259,23 @@ static int start(struct bench *b)
 	fflush(stderr);
 	b->consumer = fork();
 	if (b->consumer < 0)
-		return fail("fork: %s", strerror(errno));
+		return bench_sys_fail("fork");
 	if (b->consumer == 0)
 		_exit(consumer_main(b->req_ep, b->rep_ep));
 
 	b->ctx = zmq_ctx_new();
 	if (!b->ctx)
-		return fail("zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+		return bench_fail("zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
 	b->push = zmq_socket(b->ctx, ZMQ_PUSH);
 	b->pull = zmq_socket(b->ctx, ZMQ_PULL);
 	if (!b->push || !b->pull)
-		return fail("zmq_socket: %s", zmq_strerror(zmq_errno()));
+		return bench_fail("zmq_socket: %s", zmq_strerror(zmq_errno()));
 	zmq_setsockopt(b->push, ZMQ_LINGER, &linger, sizeof(linger));
 	zmq_setsockopt(b->pull, ZMQ_LINGER, &linger, sizeof(linger));
 	zmq_setsockopt(b->push, ZMQ_SNDTIMEO, &tmo, sizeof(tmo));
 	zmq_setsockopt(b->pull, ZMQ_RCVTIMEO, &tmo, sizeof(tmo));
 	if (zmq_bind(b->push, b->req_ep) || zmq_bind(b->pull, b->rep_ep))
-		return fail("zmq_bind: %s", zmq_strerror(zmq_errno()));
+		return bench_fail("zmq_bind: %s", zmq_strerror(zmq_errno()));
 	printf("broker pid %d, consumer pid %d, pool 3 GiB, block 2 MiB\n", (int)b->h.pid,
 	       (int)b->consumer);
 	return 0;
@@ -304,7 +283,8 @@ static int start(struct bench *b)
 
 static int conn_fail(struct bench *b, const char *what, int err)
 {
-	return fail("%s: %s (%s)", what, shma_strerror(err), b->c ? shma_conn_error(b->c) : "");
+	return bench_fail("%s: %s (%s)", what, shma_strerror(err),
+			  b->c ? shma_conn_error(b->c) : "");
 }
 
 /* Create and open a 1-d <f8 array of n elements. */
@@ -336,13 +316,13 @@ static int make_ref(struct bench *b, shma_array *a, int64_t start, int64_t stop,
 
 static int setup_arrays(struct bench *b)
 {
-	uint64_t rev, t0 = now_ns();
+	uint64_t rev, t0 = bench_now_ns();
 	double *d;
 	int err;
 
 	err = shma_connect(b->h.socket, NULL, &b->c);
 	if (err)
-		return fail("shma_connect: %s", shma_strerror(err));
+		return bench_fail("shma_connect: %s", shma_strerror(err));
 	if (create(b, "h1m", N1M, &b->a1m) || create(b, "h1g", N1G, &b->a1g))
 		return -1;
 	d = shma_array_data(b->a1m);
@@ -361,10 +341,10 @@ static int setup_arrays(struct bench *b)
 	/* the bytes go out of this mapping by send(2): make it resident */
 	err = shma_prefault(shma_array_data(b->a1g), (size_t)N1G * 8, 0);
 	if (err)
-		return fail("shma_prefault of 1 GiB: %s", shma_strerror(err));
+		return bench_fail("shma_prefault of 1 GiB: %s", shma_strerror(err));
 	printf("arrays committed at revision %" PRIu64 " (1 MiB all written, 1 GiB one element "
 	       "per block) in %.0f ms\n",
-	       rev, (double)(now_ns() - t0) / 1e6);
+	       rev, (double)(bench_now_ns() - t0) / 1e6);
 	return 0;
 }
 
@@ -373,9 +353,9 @@ static int get_reply(struct bench *b, struct hreply *rep)
 	int len = zmq_recv(b->pull, rep, sizeof(*rep), 0);
 
 	if (len < 0)
-		return fail("no reply from the consumer: %s", zmq_strerror(zmq_errno()));
+		return bench_fail("no reply from the consumer: %s", zmq_strerror(zmq_errno()));
 	if (len != (int)sizeof(*rep))
-		return fail("a reply of %d bytes", len);
+		return bench_fail("a reply of %d bytes", len);
 	return 0;
 }
 
@@ -386,10 +366,10 @@ static int control(struct bench *b, const char *what, size_t n)
 	int len = snprintf(ctl, sizeof(ctl), "%s %zu", what, n);
 
 	if (zsend(b->push, ctl, (size_t)len))
-		return fail("send control: %s", zmq_strerror(zmq_errno()));
+		return bench_fail("send control: %s", zmq_strerror(zmq_errno()));
 	len = zmq_recv(b->pull, ok, sizeof(ok), 0);
 	if (len != 2 || memcmp(ok, "ok", 2))
-		return fail("the consumer did not take \"%s\"", ctl);
+		return bench_fail("the consumer did not take \"%s\"", ctl);
 	return 0;
 }
 
@@ -420,31 +400,33 @@ static int run_block(struct bench *b, enum kind k, size_t n, bool timed, uint64_
 		uint64_t t0, t1;
 		int err;
 
-		t0 = now_ns();
+		t0 = bench_now_ns();
 		if (k == K_BARE)
 			err = zsend(b->push, msg, sizeof(msg));
 		else
 			err = shma_ref_send(b->push, r, 0);
 		if (err)
-			return fail("send: %s", zmq_strerror(-err));
+			return bench_fail("send: %s", zmq_strerror(-err));
 		if (get_reply(b, &rep))
 			return -1;
-		t1 = now_ns();
+		t1 = bench_now_ns();
 		if (k == K_BARE) {
 			if (memcmp(&rep, msg, sizeof(msg)))
-				return fail("the bare message came back changed");
+				return bench_fail("the bare message came back changed");
 		} else {
 			uint64_t want_i = pick((*seq)++, ref_len(r));
 			double want = expected(ref_elem(r, want_i), arr_n);
 
 			if (rep.status)
-				return fail("consumer, %s ref: %s", k == K_1M ? "1 MiB" : "1 GiB",
-					    shma_strerror(rep.status));
+				return bench_fail("consumer, %s ref: %s",
+						  k == K_1M ? "1 MiB" : "1 GiB",
+						  shma_strerror(rep.status));
 			if (rep.index != want_i || rep.value != want || rep.revision != r->revision)
-				return fail("consumer read element %" PRIu64 " = %g at revision %" PRIu64
-					    ", expected element %" PRIu64 " = %g at %" PRIu64,
-					    rep.index, rep.value, rep.revision, want_i, want,
-					    r->revision);
+				return bench_fail("consumer read element %" PRIu64 " = %g at "
+						  "revision %" PRIu64 ", expected element %" PRIu64
+						  " = %g at %" PRIu64,
+						  rep.index, rep.value, rep.revision, want_i, want,
+						  r->revision);
 		}
 		if (timed) {
 			size_t j = b->nrt[k]++;
@@ -498,18 +480,18 @@ static int run_bytes(struct bench *b)
 		uint64_t t0, t1, want_i = pick(i, N1G);
 		zmq_msg_t m;
 
-		t0 = now_ns();
+		t0 = bench_now_ns();
 		if (zmq_msg_init_data(&m, data, (size_t)N1G * 8, no_free, NULL))
-			return fail("zmq_msg_init_data: %s", zmq_strerror(zmq_errno()));
+			return bench_fail("zmq_msg_init_data: %s", zmq_strerror(zmq_errno()));
 		if (zmq_msg_send(&m, b->push, 0) < 0) {
 			zmq_msg_close(&m);
-			return fail("send of 1 GiB: %s", zmq_strerror(zmq_errno()));
+			return bench_fail("send of 1 GiB: %s", zmq_strerror(zmq_errno()));
 		}
 		if (get_reply(b, &rep))
 			return -1;
-		t1 = now_ns();
+		t1 = bench_now_ns();
 		if (rep.status || rep.index != want_i || rep.value != expected(want_i, N1G))
-			return fail("the consumer got other bytes (status %d)", rep.status);
+			return bench_fail("the consumer got other bytes (status %d)", rep.status);
 		b->bytes_ns[i] = t1 - t0;
 		printf("  1 GiB through ipc, round %zu: %.1f ms (%.2f GB/s)\n", i + 1,
 		       (double)(t1 - t0) / 1e6, (double)((uint64_t)N1G * 8) / (double)(t1 - t0));
@@ -519,19 +501,12 @@ static int run_bytes(struct bench *b)
 
 /* ---- report ----------------------------------------------------------------------- */
 
-static int cmp_u64(const void *x, const void *y)
-{
-	uint64_t a = *(const uint64_t *)x, c = *(const uint64_t *)y;
-
-	return a < c ? -1 : a > c;
-}
-
 /* Median in microseconds (sorts v). */
 static double median_us(uint64_t *v, size_t n)
 {
 	if (!n)
 		return 0;
-	qsort(v, n, sizeof(*v), cmp_u64);
+	bench_sort_u64(v, n);
 	return (n % 2 ? (double)v[n / 2] : ((double)v[n / 2 - 1] + (double)v[n / 2]) / 2) / 1e3;
 }
 
@@ -615,17 +590,16 @@ static int alloc(struct bench *b)
 		b->read_ns[k] = calloc(b->iter, sizeof(uint64_t));
 		b->close_ns[k] = calloc(b->iter, sizeof(uint64_t));
 		if (!b->rt[k] || !b->open_ns[k] || !b->read_ns[k] || !b->close_ns[k])
-			return fail("out of memory");
+			return bench_fail("out of memory");
 	}
 	b->bytes_ns = calloc(b->rounds, sizeof(uint64_t));
-	return b->bytes_ns ? 0 : fail("out of memory");
+	return b->bytes_ns ? 0 : bench_fail("out of memory");
 }
 
 /* Stop everything that was started; -1 if something did not stop cleanly. */
 static int teardown(struct bench *b, bool ok)
 {
-	bool socket_left = false;
-	int ret = 0, status = 0, st;
+	int ret = 0, status = 0;
 
 	if (b->consumer > 0) {
 		/* a clean run asked it to quit; give it a moment, then kill */
@@ -642,7 +616,7 @@ static int teardown(struct bench *b, bool ok)
 			usleep(10000);
 		}
 		if (ok && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
-			ret = fail("the consumer failed (status %d)", status);
+			ret = bench_fail("the consumer failed (status %d)", status);
 		b->consumer = 0;
 	}
 	if (b->push)
@@ -654,13 +628,8 @@ static int teardown(struct bench *b, bool ok)
 	shma_close(&b->a1m);
 	shma_close(&b->a1g);
 	shma_disconnect(&b->c);
-	if (b->started) {
-		st = harness_stop(&b->h, &socket_left);
-		if (st != 0)
-			ret = fail("the broker did not stop cleanly (status %d)", st);
-		if (socket_left)
-			ret = fail("the broker left its socket behind");
-	}
+	if (b->started && bench_broker_stop(&b->h))
+		ret = -1;
 	for (int k = 0; k < NKINDS; k++) {
 		free(b->rt[k]);
 		free(b->open_ns[k]);
@@ -669,21 +638,6 @@ static int teardown(struct bench *b, bool ok)
 	}
 	free(b->bytes_ns);
 	return ret;
-}
-
-static bool parse_count(const char *s, size_t max, size_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v == 0 || v > max)
-		return false;
-	*out = (size_t)v;
-	return true;
 }
 
 static void usage(FILE *out)
@@ -702,14 +656,15 @@ int main(int argc, char **argv)
 	bool ok = false;
 	int opt, ret = 1;
 
+	bench_set_name("bench_handoff");
 	while ((opt = getopt(argc, argv, "n:r:h")) != -1) {
 		switch (opt) {
 		case 'n':
-			if (!parse_count(optarg, MAX_ITER, &b.iter))
+			if (!bench_parse_count(optarg, 10, MAX_ITER, &b.iter))
 				goto bad_args;
 			break;
 		case 'r':
-			if (!parse_count(optarg, MAX_ROUNDS, &b.rounds))
+			if (!bench_parse_count(optarg, 10, MAX_ROUNDS, &b.rounds))
 				goto bad_args;
 			break;
 		case 'h':

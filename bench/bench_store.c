@@ -85,10 +85,10 @@
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench_report.h"
+#include "common.h"
 #include "harness.h"
 #include "shma.h"
 
@@ -122,11 +122,6 @@
 #define RET_ONE "{\"revisions\":1,\"seconds\":0}"
 #define RET_RATE "{\"revisions\":16,\"seconds\":0}"
 
-/* Counters of /proc/PID/io. */
-struct io {
-	uint64_t wchar, syscw, write_bytes;
-};
-
 /* What one client process reports, in memory shared with this one. */
 struct wres {
 	int err;	    /* 0, or the code of the first failure */
@@ -135,7 +130,7 @@ struct wres {
 	uint64_t made;	    /* all its commits: the first one and late ones too */
 	uint64_t nlat;	    /* latencies kept in lat_ns */
 	bool have_io, have_dev;
-	struct io io0, io1;  /* by count: the broker's, around the loop */
+	struct bench_io io0, io1; /* by count: the broker's, around the loop */
 	int64_t mdb0, mdb1;  /* data.mdb's size around it */
 	uint64_t dev0, dev1; /* sectors written on the data's device */
 	uint64_t lat_ns[MAX_LAT];
@@ -216,65 +211,7 @@ struct bench {
 enum { MODE_SYNC, MODE_ASYNC, MODE_MEMORY, MODE_SMALL /* sync, small blocks */ };
 static const char *const mode_name[3] = { "sync", "async", "memory" };
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("bench_store: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return -1;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- what the system says ---------------------------------------------------- */
-
-static bool read_io(pid_t pid, struct io *io)
-{
-	char path[64], line[128];
-	int got = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/io", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f)) {
-		got += sscanf(line, "wchar: %" SCNu64, &io->wchar) == 1;
-		got += sscanf(line, "syscw: %" SCNu64, &io->syscw) == 1;
-		got += sscanf(line, "write_bytes: %" SCNu64, &io->write_bytes) == 1;
-	}
-	fclose(f);
-	return got == 3;
-}
-
-/* The process's time on a CPU so far, in seconds; negative if unknown. */
-static double cpu_s(pid_t pid)
-{
-	unsigned long long ns;
-	char path[64];
-	FILE *f;
-	int n;
-
-	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	n = fscanf(f, "%llu", &ns);
-	fclose(f);
-	return n == 1 ? (double)ns / 1e9 : -1;
-}
 
 /* Sectors (512 bytes) written to block device dev so far. */
 static bool dev_written(dev_t dev, uint64_t *out)
@@ -396,7 +333,7 @@ static int broker_up(struct bench *b, const char *mode, const char *retention)
 	err = harness_start(&b->h, cfg);
 	if (err) {
 		harness_cleanup(&b->h);
-		return fail("harness_start: %s", strerror(-err));
+		return bench_err_fail("harness_start", err);
 	}
 	b->started = true;
 	snprintf(b->mdb, sizeof(b->mdb), "%s/data/data.mdb", b->h.dir);
@@ -413,9 +350,9 @@ static int broker_down(struct bench *b)
 	b->started = false;
 	st = harness_stop(&b->h, &socket_left);
 	if (st != 0)
-		return fail("the broker did not stop cleanly (status %d)", st);
+		return bench_fail("the broker did not stop cleanly (status %d)", st);
 	if (socket_left)
-		return fail("the broker left its socket behind");
+		return bench_fail("the broker left its socket behind");
 	return 0;
 }
 
@@ -429,13 +366,13 @@ static int create_array(struct bench *b, const char *name, uint64_t elems, size_
 
 	err = tclient_open(&c, b->h.socket);
 	if (err)
-		return fail("connect to the broker: %s", strerror(-err));
+		return bench_err_fail("connect to the broker", err);
 	r = tclient_call(&c, NULL, 0, NULL, NULL,
 			 "{\"op\":\"create\",\"name\":\"%s\",\"dtype\":\"<f8\",\"shape\":[%" PRIu64
 			 "],\"block_size\":%zu}", name, elems, blksize);
 	if (!reply_ok(r))
-		ret = fail("create %s: %s (log: %s)", name, r ? reply_code(r) : "no reply",
-			   b->h.log);
+		ret = bench_fail("create %s: %s (log: %s)", name, r ? reply_code(r) : "no reply",
+				 b->h.log);
 	json_decref(r);
 	tclient_close(&c);
 	return ret;
@@ -451,11 +388,11 @@ static int keep_store(struct bench *b)
 	snprintf(b->kept, sizeof(b->kept), "%s/bench_store-XXXXXX", tmp);
 	if (!mkdtemp(b->kept)) {
 		b->kept[0] = 0;
-		return fail("mkdtemp: %s", strerror(errno));
+		return bench_sys_fail("mkdtemp");
 	}
 	snprintf(path, sizeof(path), "%s/data.mdb", b->kept);
 	if (link(b->mdb, path) != 0)
-		return fail("link %s: %s", b->mdb, strerror(errno));
+		return bench_fail("link %s: %s", b->mdb, strerror(errno));
 	return 0;
 }
 
@@ -467,9 +404,9 @@ static void drop_kept(struct bench *b)
 		return;
 	snprintf(path, sizeof(path), "%s/data.mdb", b->kept);
 	if (unlink(path) != 0 && errno != ENOENT)
-		fail("unlink %s: %s", path, strerror(errno));
+		bench_fail("unlink %s: %s", path, strerror(errno));
 	if (rmdir(b->kept) != 0)
-		fail("rmdir %s: %s", b->kept, strerror(errno));
+		bench_fail("rmdir %s: %s", b->kept, strerror(errno));
 	b->kept[0] = 0;
 }
 
@@ -528,7 +465,7 @@ static int lmdb_read(const char *path, struct lmdb_facts *lf)
 	if (txn)
 		mdb_txn_abort(txn);
 	mdb_env_close(env);
-	return rc ? fail("LMDB on %s: %s", path, mdb_strerror(rc)) : 0;
+	return rc ? bench_fail("LMDB on %s: %s", path, mdb_strerror(rc)) : 0;
 }
 
 /* Stop the broker and read its store with LMDB (if LMDB cannot tell, only
@@ -624,19 +561,19 @@ static void commit_loop(const struct job *j, struct shared *sh, struct wres *w, 
 	if (read(go_fd, &go, 1) != 0 || !sh->deadline_ns)
 		goto out; /* called off */
 	if (j->broker > 0)
-		w->have_io = read_io(j->broker, &w->io0);
+		w->have_io = bench_proc_io(j->broker, &w->io0);
 	if (j->mdb)
 		w->mdb0 = file_size(j->mdb);
 	if (j->have_dev)
 		w->have_dev = dev_written(j->dev, &w->dev0);
 	for (i = 1; !j->count || w->commits < j->count; i++) {
-		uint64_t t0 = now_ns(), t1;
+		uint64_t t0 = bench_now_ns(), t1;
 
 		if (!j->count && t0 >= sh->deadline_ns)
 			break;
 		d[change_pos(j->blksize, j->blk, i)] = change_val(j->salt, i);
 		err = shma_commit(c, NULL);
-		t1 = now_ns();
+		t1 = bench_now_ns();
 		w->made += !err;
 		if (err == SHMA_ECONFLICT) {
 			WFAIL(w, err, "commit %" PRIu64 ": a conflict, though no other client "
@@ -656,7 +593,7 @@ static void commit_loop(const struct job *j, struct shared *sh, struct wres *w, 
 		last = i;
 	}
 	if (j->broker > 0)
-		w->have_io = w->have_io && read_io(j->broker, &w->io1);
+		w->have_io = w->have_io && bench_proc_io(j->broker, &w->io1);
 	if (j->mdb)
 		w->mdb1 = file_size(j->mdb);
 	if (j->have_dev)
@@ -715,11 +652,11 @@ static void grow_main(const struct bench *b, bool appends, struct gres *g)
 	}
 	d = shma_array_data(a);
 	if (appends) {
-		t0 = now_ns();
+		t0 = bench_now_ns();
 		for (uint64_t i = 0; i < BIG_ELEMS; i++)
 			d[i] = (double)i + 1;
 		err = shma_commit(c, NULL);
-		g->fill_s = (double)(now_ns() - t0) / 1e9;
+		g->fill_s = (double)(bench_now_ns() - t0) / 1e9;
 		if (err) {
 			WFAIL(g, err, "commit of 512 MiB: %s (%s)", shma_strerror(err),
 			      shma_conn_error(c));
@@ -728,7 +665,7 @@ static void grow_main(const struct bench *b, bool appends, struct gres *g)
 	}
 	g->size0 = file_size(b->mdb);
 	shma_conn_stats(c, &st0);
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	for (uint64_t k = 0; k < b->changes; k++) {
 		if (appends) {
 			void *rows;
@@ -752,7 +689,7 @@ static void grow_main(const struct bench *b, bool appends, struct gres *g)
 			goto out;
 		}
 	}
-	g->changes_s = (double)(now_ns() - t0) / 1e9;
+	g->changes_s = (double)(bench_now_ns() - t0) / 1e9;
 	g->size1 = file_size(b->mdb);
 	shma_conn_stats(c, &st1);
 	g->pages_sent = st1.pages_sent - st0.pages_sent;
@@ -809,8 +746,8 @@ static int reap(struct bench *b, pid_t pid)
 	b->clients_cpu_s += (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
 			    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 	if (WIFSIGNALED(st)) {
-		fail("client %d died of signal %d%s", (int)pid, WTERMSIG(st),
-		     WTERMSIG(st) == SIGALRM ? " (it hung)" : "");
+		bench_fail("client %d died of signal %d%s", (int)pid, WTERMSIG(st),
+			   WTERMSIG(st) == SIGALRM ? " (it hung)" : "");
 		return -1;
 	}
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -828,7 +765,7 @@ static int run_clients(struct bench *b, const struct job *job, unsigned n, doubl
 		memset(&b->sh->w[k], 0, offsetof(struct wres, lat_ns));
 	b->sh->deadline_ns = 0;
 	if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(go, O_CLOEXEC) != 0) {
-		fail("pipe2: %s", strerror(errno));
+		bench_sys_fail("pipe2");
 		goto out;
 	}
 	fflush(stdout);
@@ -837,7 +774,7 @@ static int run_clients(struct bench *b, const struct job *job, unsigned n, doubl
 		pid_t pid = fork();
 
 		if (pid < 0) {
-			fail("fork: %s", strerror(errno));
+			bench_sys_fail("fork");
 			goto out;
 		}
 		if (pid == 0) {
@@ -860,17 +797,17 @@ static int run_clients(struct bench *b, const struct job *job, unsigned n, doubl
 		ssize_t r;
 
 		if (poll(&pfd, 1, READY_TIMEOUT_MS) <= 0) {
-			fail("the clients did not get ready");
+			bench_fail("the clients did not get ready");
 			goto out;
 		}
 		r = read(ready[0], buf, sizeof(buf));
 		if (r <= 0) {
-			fail("a client ended before it was ready");
+			bench_fail("a client ended before it was ready");
 			goto out;
 		}
 		nready += (unsigned)r;
 	}
-	b->sh->deadline_ns = now_ns() + (uint64_t)(seconds * 1e9);
+	b->sh->deadline_ns = bench_now_ns() + (uint64_t)(seconds * 1e9);
 	ret = 0;
 out:
 	/* go (or, deadline 0, quit) */
@@ -887,20 +824,13 @@ out:
 
 		if (st != 0 && ret == 0) {
 			if (b->sh->w[k].err)
-				fail("client %u: %s", k, b->sh->w[k].msg);
+				bench_fail("client %u: %s", k, b->sh->w[k].msg);
 			else
-				fail("client %u failed (exit status %d)", k, st);
+				bench_fail("client %u failed (exit status %d)", k, st);
 			ret = -1;
 		}
 	}
 	return ret;
-}
-
-static int cmp_u64(const void *x, const void *y)
-{
-	uint64_t a = *(const uint64_t *)x, c = *(const uint64_t *)y;
-
-	return a < c ? -1 : a > c;
 }
 
 /* The p quantile of sorted v[0 .. n), in microseconds. */
@@ -954,12 +884,12 @@ static int rate_run(struct bench *b, int mode, unsigned n, size_t blksize, struc
 		return -1;
 	job.socket = b->h.socket;
 	clients0 = b->clients_cpu_s;
-	cpu0 = cpu_s(b->h.pid);
+	cpu0 = bench_proc_cpu_s(b->h.pid);
 	have_idle = machine_cpu(&tot0, &idle0);
 	if (run_clients(b, &job, n, b->seconds))
 		return -1;
 	have_idle = have_idle && machine_cpu(&tot1, &idle1) && tot1 > tot0;
-	cpu1 = cpu_s(b->h.pid);
+	cpu1 = bench_proc_cpu_s(b->h.pid);
 	if (mode == MODE_MEMORY ? broker_down(b) : broker_down_read(b, &lf))
 		return -1;
 	for (unsigned k = 0; k < n; k++) {
@@ -976,13 +906,13 @@ static int rate_run(struct bench *b, int mode, unsigned n, size_t blksize, struc
 	out->per_txn = lf.ok && lf.txns > 2 ? (double)out->made / (double)(lf.txns - 2) : -1;
 	lat = malloc((nlat ? nlat : 1) * sizeof(*lat));
 	if (!lat)
-		return fail("malloc: %s", strerror(errno));
+		return bench_sys_fail("malloc");
 	nlat = 0;
 	for (unsigned k = 0; k < n; k++) {
 		memcpy(lat + nlat, b->sh->w[k].lat_ns, b->sh->w[k].nlat * sizeof(*lat));
 		nlat += b->sh->w[k].nlat;
 	}
-	qsort(lat, nlat, sizeof(*lat), cmp_u64);
+	bench_sort_u64(lat, nlat);
 	out->med_us = quantile_us(lat, nlat, 0.5);
 	out->p99_us = quantile_us(lat, nlat, 0.99);
 	free(lat);
@@ -1088,7 +1018,7 @@ static int bytes_per_commit(struct bench *b)
 	job.broker = b->h.pid;
 	if (run_clients(b, &job, 1, 0) || broker_down(b))
 		return -1;
-	qsort(w->lat_ns, w->nlat, sizeof(w->lat_ns[0]), cmp_u64);
+	bench_sort_u64(w->lat_ns, w->nlat);
 
 	printf("\n(2) bytes written per 1-page commit: %zu sync commits one after the other "
 	       "(median %.0f us each)\n", b->commits, quantile_us(w->lat_ns, w->nlat, 0.5));
@@ -1128,7 +1058,7 @@ static int grow_run(struct bench *b, struct growth *gr)
 	fflush(stderr);
 	pid = fork();
 	if (pid < 0)
-		return fail("fork: %s", strerror(errno));
+		return bench_sys_fail("fork");
 	if (pid == 0) {
 		alarm(CHILD_TIMEOUT_S);
 		grow_main(b, gr->appends, g);
@@ -1136,7 +1066,8 @@ static int grow_run(struct bench *b, struct growth *gr)
 	}
 	st = reap(b, pid);
 	if (st != 0)
-		return g->err ? fail("%s", g->msg) : fail("client failed (exit status %d)", st);
+		return g->err ? bench_fail("%s", g->msg) :
+				bench_fail("client failed (exit status %d)", st);
 	gr->g = *g;
 	return broker_down_read(b, &gr->lm);
 }
@@ -1237,23 +1168,8 @@ static int teardown(struct bench *b)
 
 	drop_kept(b);
 	if (b->sh && munmap(b->sh, sizeof(*b->sh)) != 0)
-		ret = fail("munmap: %s", strerror(errno));
+		ret = bench_sys_fail("munmap");
 	return ret;
-}
-
-static bool parse_count(const char *s, size_t max, size_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v == 0 || v > max)
-		return false;
-	*out = (size_t)v;
-	return true;
 }
 
 static void usage(FILE *out)
@@ -1274,6 +1190,7 @@ int main(int argc, char **argv)
 	void *p;
 	int opt, ret = 1;
 
+	bench_set_name("bench_store");
 	while ((opt = getopt(argc, argv, "t:n:c:h")) != -1) {
 		switch (opt) {
 		case 't':
@@ -1283,11 +1200,11 @@ int main(int argc, char **argv)
 				goto bad_args;
 			break;
 		case 'n':
-			if (!parse_count(optarg, MAX_COUNT, &b.commits))
+			if (!bench_parse_count(optarg, 10, MAX_COUNT, &b.commits))
 				goto bad_args;
 			break;
 		case 'c':
-			if (!parse_count(optarg, MAX_COUNT, &b.changes))
+			if (!bench_parse_count(optarg, 10, MAX_COUNT, &b.changes))
 				goto bad_args;
 			break;
 		case 'h':
@@ -1304,7 +1221,7 @@ int main(int argc, char **argv)
 	       "small changes\n", b.seconds, b.commits, b.changes);
 	p = mmap(NULL, sizeof(*b.sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED) {
-		fail("mmap: %s", strerror(errno));
+		bench_sys_fail("mmap");
 		goto out;
 	}
 	b.sh = p;

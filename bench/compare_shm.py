@@ -8,7 +8,7 @@ on Debian), talking over stdin/stdout, one line each way:
 
   start    creates the segment NAME (SharedMemory(NAME, create=True)) of MIB
            MiB, fills it with the benchmark's <f8 data (element i is
-           (i ^ (i >> 17)) & 0xffff, as in bench_compare.c) and prints
+           (i ^ (i >> 17)) & 0xffff, as bench_value() of common.h) and prints
            "ready <fill seconds>", or "unavailable <why>" (no NumPy) and
            exits 0.
   "shm"    a fresh process (multiprocessing, start method "spawn": a new
