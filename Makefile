@@ -162,6 +162,7 @@ check-stress: deps
 
 check-asan check-ubsan check-tsan: deps
 	$(MAKE) tests BUILD=build/$(@:check-%=%) SAN=$(@:check-%=%)
+	$(if $(filter check-tsan,$@),$(MAKE) tests)
 	SHMA_SAN=$(@:check-%=%) tests/run-tests.sh build/$(@:check-%=%)
 
 check-valgrind: deps

@@ -55,7 +55,27 @@ done
 # file mapping that broker-backed arrays are made of (reads and writes there
 # are reported invalid); virtmem's own tests run under it.
 skip_integ=
-[ "${SHMA_SAN:-}" = tsan ] && skip_integ="TSan"
+if [ "${SHMA_SAN:-}" = tsan ]; then
+	skip_integ="TSan"
+	# ... but the broker they talk to can run under it: the plain build's
+	# integration and stress tests run against this build's broker, so
+	# its threads (commit fills, the copies made while the store syncs)
+	# are checked under the whole suite.  SHMA_TSAN_TESTS: the plain build.
+	plain=${SHMA_TSAN_TESTS:-build}
+	if [ -x "$build/shma-broker" ] && [ -d "$plain/tests/integration" ]; then
+		for t in "$plain"/tests/integration/test_* "$plain"/tests/stress/test_*; do
+			[ -x "$t" ] && [ -f "$t" ] || continue
+			case "$t" in *.o|*.d|*/test_demo) continue;; esac
+			limit=$((timeout_s * 2))
+			run "tsan-broker/$(basename "$t")" env SHMA_BROKER="$build/shma-broker" \
+				SHMA_BROKER_SANITIZED=tsan \
+				SHMA_BANK_SECONDS="${SHMA_BANK_SECONDS:-4}" "$t"
+		done
+		limit=$timeout_s
+	else
+		echo "(no plain build in $plain: the TSan broker is not run under the integration tests)"
+	fi
+fi
 [ "${SHMA_VALGRIND:-}" = 1 ] && skip_integ="valgrind"
 [ -n "$skip_integ" ] && echo "(integration tests skipped under $skip_integ)"
 for t in "$build"/tests/integration/test_*; do
