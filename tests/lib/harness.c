@@ -120,8 +120,10 @@ int harness_start(struct harness *h, const char *extra_json)
 	memset(h, 0, sizeof(*h));
 	h->pid = -1;
 	snprintf(h->dir, sizeof(h->dir), "%s/shma-test-XXXXXX", tmp);
-	if (!mkdtemp(h->dir))
+	if (!mkdtemp(h->dir)) {
+		h->dir[0] = 0;
 		return -errno;
+	}
 	snprintf(h->socket, sizeof(h->socket), "%s/run/broker.sock", h->dir);
 	snprintf(h->endpoint, sizeof(h->endpoint), "ipc://%s/run/inval.ipc", h->dir);
 	snprintf(h->log, sizeof(h->log), "%s/broker.log", h->dir);
@@ -135,6 +137,7 @@ int harness_start(struct harness *h, const char *extra_json)
 		if (!extra) {
 			fprintf(stderr, "harness: bad extra config: %s\n", jerr.text);
 			json_decref(cfg);
+			harness_cleanup(h);
 			return -EINVAL;
 		}
 		json_object_update(cfg, extra);
@@ -142,10 +145,20 @@ int harness_start(struct harness *h, const char *extra_json)
 	}
 	err = json_dump_file(cfg, cfgpath, 0);
 	json_decref(cfg);
-	if (err)
+	if (err) {
+		harness_cleanup(h);
 		return -EIO;
+	}
+	err = spawn(h);
+	if (err) { /* say why, then leave nothing behind */
+		char cmd[400];
 
-	return spawn(h);
+		snprintf(cmd, sizeof(cmd), "tail -5 '%s' >&2", h->log);
+		if (system(cmd) != 0)
+			fprintf(stderr, "harness: no broker log\n");
+		harness_cleanup(h);
+	}
+	return err;
 }
 
 int harness_restart(struct harness *h)

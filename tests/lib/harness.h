@@ -29,7 +29,8 @@ struct harness {
 /* Start a broker.  extra_json: a JSON object whose keys override the test
  * defaults (e.g. "{\"retention\":{\"revisions\":2}}"), or NULL.  The broker
  * binary is $SHMA_BROKER, or the build directory's (found above the test or
- * benchmark binary).  Returns 0 or -errno; prints why on failure. */
+ * benchmark binary).  Returns 0 or -errno; prints why on failure (the
+ * broker log's last lines) and then removes the directory. */
 int harness_start(struct harness *h, const char *extra_json);
 /* Stop it (SIGTERM); returns its exit status (0 for a clean stop), or -1 if
  * it had to be killed; *socket_left tells whether the socket file stayed. */
