@@ -595,6 +595,11 @@ static int array_alloc(struct catalog *c, const struct cat_create *cr, uint64_t 
 			cr->blksize, c->pool->size);
 		return err->code;
 	}
+	if (c->store && c->store->max_blksize && cr->blksize > c->store->max_blksize) {
+		err_set(err, -EINVAL, "block size %" PRIu64 " is larger than the durable store "
+			"keeps (at most %" PRIu64 ")", cr->blksize, c->store->max_blksize);
+		return err->code;
+	}
 	if (cr->order != 'C' && cr->order != 'F') {
 		err_set(err, -EINVAL, "order must be \"C\" or \"F\"");
 		return err->code;

@@ -58,6 +58,7 @@ struct store_ops {
 
 struct store {
 	const struct store_ops *ops;
+	uint64_t max_blksize; /* largest block size it can keep; 0: any */
 };
 
 /* The in-memory store: accepts everything, keeps nothing. */

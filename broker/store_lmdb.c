@@ -1153,6 +1153,8 @@ int store_lmdb_open(const struct store_lmdb_opts *o, const char *new_id, struct 
 	if (!s)
 		return -ENOMEM;
 	s->st.ops = &lmdb_ops;
+	/* a block's record is one LMDB value, which holds less than 4 GiB */
+	s->st.max_blksize = (uint64_t)1 << 31;
 	s->lockfd = -1;
 	s->async = o->async;
 	snprintf(s->dir, sizeof(s->dir), "%s", o->dir);

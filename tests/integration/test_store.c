@@ -1855,6 +1855,26 @@ static void test_refuse_value_past_end(void **state)
 	harness_cleanup(&broker);
 }
 
+/* A block is one LMDB value (under 4 GiB): a durable broker refuses block
+ * sizes over 2 GiB when the array is created, not at its first commit. */
+static void test_block_size_limit(void **state)
+{
+	struct tclient a;
+	json_t *r;
+
+	(void)state;
+	it_start(&broker, "{\"pool_size\":\"8GiB\"}");
+	it_open_client(&a, &broker);
+	r = it_err(&a, "invalid", "{\"op\":\"create\",\"name\":\"huge\",\"dtype\":\"|u1\","
+		   "\"shape\":[4294967296],\"block_size\":4294967296}");
+	assert_non_null(strstr(it_err_message(r), "durable store"));
+	json_decref(r);
+	json_decref(it_ok(&a, "{\"op\":\"create\",\"name\":\"big\",\"dtype\":\"|u1\","
+			  "\"shape\":[4294967296],\"block_size\":2147483648}"));
+	tclient_close(&a);
+	it_stop(&broker);
+}
+
 #define T(fn) cmocka_unit_test_teardown(fn, teardown)
 
 int main(void)
@@ -1881,6 +1901,7 @@ int main(void)
 		T(test_ids_not_reused_after_restart),
 		T(test_shrink_tail_after_restart),
 		T(test_refuse_value_past_end),
+		T(test_block_size_limit),
 	};
 
 	/* children of the harness inherit stdout: no half-written lines */
