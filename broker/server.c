@@ -93,6 +93,7 @@ struct server {
 	struct store *store; /* store_memory, or the LMDB store (owned) */
 	struct pending *pend, **pend_tail; /* the open batch's changes, in order */
 	bool stop;
+	bool hold; /* replies wait for the batch (a change's error, see handle) */
 	struct pub *pub;
 	struct list_head clients;
 	struct list_head dead; /* closed clients, freed after the event batch */
@@ -107,7 +108,7 @@ struct server {
 
 /* A change made in the catalog but not yet durable: its reply and its
  * invalidation wait for the store's sync (group commit). */
-enum pend_kind { PEND_CREATE, PEND_DELETE, PEND_COMMIT };
+enum pend_kind { PEND_CREATE, PEND_DELETE, PEND_COMMIT, PEND_REPLY };
 
 struct pending {
 	struct pending *next;
@@ -120,6 +121,7 @@ struct pending {
 	char name[CAT_NAME_MAX + 1]; /* CREATE, DELETE */
 	struct cat_result res;	     /* COMMIT */
 	bool pinned;		     /* COMMIT: rev is pinned for it */
+	json_t *reply;		     /* REPLY: sent as it is, whatever the sync did */
 };
 
 static uint64_t now_ms(void)
@@ -212,14 +214,20 @@ static bool client_flush(struct server *s, struct client *c)
 
 /* Queue text (a JSON object, consumed) for c, with optional extra_fd
  * (borrowed: it is duplicated). */
+static bool hold_reply(struct server *s, struct client *c, json_t *obj);
+
 static void reply(struct server *s, struct client *c, json_t *obj, int extra_fd)
 {
-	struct outmsg *m = calloc(1, sizeof(*m));
+	struct outmsg *m;
 	char env[64];
-	char *text = json_dumps(obj, JSON_COMPACT);
+	char *text;
 	size_t len, cost;
 	int bigfd = -1;
 
+	if (s->hold && extra_fd < 0 && hold_reply(s, c, obj))
+		return;
+	m = calloc(1, sizeof(*m));
+	text = json_dumps(obj, JSON_COMPACT);
 	json_decref(obj);
 	if (c->dead) {
 		free(text);
@@ -584,6 +592,27 @@ static struct pending *pending_add(struct server *s, struct client *c, struct re
 	return p;
 }
 
+/* A reply (consumed) that waits for the open batch: a change refused while
+ * a batch is open (a conflict, "exists") may speak of the batch's
+ * revisions, which the sync could still undo.  false: send it now. */
+static bool hold_reply(struct server *s, struct client *c, json_t *obj)
+{
+	struct req r = { .id = NULL };
+	struct pending *p;
+
+	if (!catalog_batch_open(s->cat))
+		return false;
+	s->hold = false; /* pending_add may reply (and drop the client) */
+	p = pending_add(s, c, &r, PEND_REPLY, 0, NULL);
+	s->hold = true;
+	if (!p) {
+		json_decref(obj);
+		return true;
+	}
+	p->reply = obj;
+	return true;
+}
+
 static void finish_create(struct server *s, struct pending *p);
 static void finish_delete(struct server *s, struct pending *p);
 static void finish_commit(struct server *s, struct pending *p);
@@ -609,7 +638,10 @@ static void server_flush(struct server *s)
 	while ((p = s->pend)) {
 		s->pend = p->next;
 		p->c->npending--;
-		if (!r) {
+		if (p->kind == PEND_REPLY) {
+			reply(s, p->c, p->reply, -1);
+			p->reply = NULL;
+		} else if (!r) {
 			if (p->kind == PEND_CREATE)
 				finish_create(s, p);
 			else if (p->kind == PEND_DELETE)
@@ -1475,7 +1507,11 @@ static void handle(struct server *s, struct client *c, struct proto_msg *msg)
 			     ops[i].fn != op_delete)))
 		server_flush(s);
 	log_debug("client %" PRIu64 ": %s", c->serial, ops[i].name);
+	/* a change refused now may speak of an open batch: its reply waits */
+	s->hold = catalog_batch_open(s->cat) && (ops[i].fn == op_commit ||
+						 ops[i].fn == op_create || ops[i].fn == op_delete);
 	ops[i].fn(s, c, &r);
+	s->hold = false;
 	catalog_gc(s->cat, now_ms());
 out:
 	json_decref(r.j);
