@@ -757,6 +757,11 @@ static int begin(struct lstore *s)
 	rc = mdb_txn_begin(s->env, NULL, 0, &s->txn);
 	if (rc) {
 		s->txn = NULL;
+		if (rc == MDB_PANIC) { /* a failed write of LMDB's meta page */
+			s->broken = true;
+			log_error("store %s: LMDB failed fatally: no change can be stored until the "
+				  "broker restarts (it recovers the last durable state)", s->dir);
+		}
 		return mdb_err(rc);
 	}
 	s->s_head = s->head;
@@ -1286,7 +1291,7 @@ struct restore {
 	size_t narrs, cap;
 	char *errbuf;
 	size_t errlen;
-	uint64_t nblocks, nslots, nbytes;
+	uint64_t nblocks, nslots;
 };
 
 static int restore_fail(struct restore *rs, int r, const char *fmt, ...)
