@@ -46,12 +46,13 @@ struct store_ops {
 	int (*write)(struct store *st, const struct store_record *rec);
 	/* Make everything staged durable.  0, or -errno: all of it is lost. */
 	int (*sync)(struct store *st);
-	/* Is there anything for sync() to do (staged changes, compaction)? */
+	/* Has write() staged anything since the last sync()? */
 	bool (*pending)(const struct store *st);
 	/* Revisions older than oldest are no longer needed after a restart:
-	 * their history may go (done by later syncs). */
+	 * their history may go (done by a later sync or tick).  Optional. */
 	void (*compact)(struct store *st, uint64_t oldest);
-	/* Periodic work (the async store's flush to disk); 0 or -errno. */
+	/* Periodic work, about once a second: compaction when idle, the async
+	 * store's flush to disk; 0 or -errno.  Optional. */
 	int (*tick)(struct store *st);
 	void (*close)(struct store *st);
 };
