@@ -1007,7 +1007,7 @@ static const struct store_ops ts_ops = { .write = ts_write, .close = NULL };
 static void test_store_failure_changes_nothing(void **state)
 {
 	struct fx *f = *state;
-	struct test_store ts = { .st = { &ts_ops }, .f = f };
+	struct test_store ts = { .st = { .ops = &ts_ops }, .f = f };
 	struct cat_create cr = { .name = "b", .dtype = dt("|u1"), .order = 'C', .blksize = BS,
 				 .meta = { .ndim = 1, .shape = { BS } } };
 	struct cat_stats before;
