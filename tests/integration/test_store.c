@@ -377,19 +377,7 @@ static int commit_send_base(struct tclient *c, long long base, const struct put 
 static long long commit_ok(struct tclient *c, const struct put *p, size_t n, const char *shape_of,
 			   const char *shape)
 {
-	json_t *r = commit_puts(c, p, n, shape_of, shape);
-	long long rev;
-
-	if (!reply_ok(r)) {
-		char *t = r ? json_dumps(r, JSON_COMPACT) : NULL;
-
-		fprintf(stderr, "commit failed: %s\n", t ? t : "(connection ended)");
-		free(t);
-	}
-	assert_true(reply_ok(r));
-	rev = reply_int(r, "revision");
-	json_decref(r);
-	return rev;
+	return it_commit_revision(commit_puts(c, p, n, shape_of, shape));
 }
 
 static long long create_ok(struct tclient *c, const char *name, const char *dtype,
