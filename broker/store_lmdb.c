@@ -842,8 +842,19 @@ static int do_compaction(struct lstore *s, size_t *front, bool idle)
 	while (!r && i < s->nq && s->q[i].rev <= oldest && done < COMPACT_PER_SYNC) {
 		const struct cq *e = &s->q[i];
 		MDB_txn *child;
-		int rc = mdb_txn_begin(s->env, s->txn, 0, &child);
+		bool again = false;
+		int rc;
 
+		/* a block written often is queued once per write: compacting it
+		 * once at oldest does for every entry of it in this pass */
+		for (size_t j = s->qfront; j < i && !again; j++)
+			again = s->q[j].id == e->id && s->q[j].blk == e->blk &&
+				s->q[j].array == e->array;
+		if (again) {
+			i++;
+			continue;
+		}
+		rc = mdb_txn_begin(s->env, s->txn, 0, &child);
 		if (rc)
 			return mdb_err(rc); /* the batch itself is in trouble */
 		rc = e->array ? compact_array(s, child, e->id) :
