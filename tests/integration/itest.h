@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "shma.h"
 
 #define IT_PAGE 4096u
 #define IT_BLOCK (64u * 1024) /* the harness's default block size */
@@ -75,6 +76,39 @@ static inline void it_stop(struct harness *h)
 
 	assert_int_equal(st, 0);
 	assert_false(left);
+}
+
+/* In the test process: a libshm call on connection c (or NULL) that must
+ * return 0; else say which, why, and fail. */
+#define IT_OK(c, call)                                                                      \
+	do {                                                                                \
+		int e_ = (call);                                                            \
+		if (e_)                                                                     \
+			fprintf(stderr, "%s:%d: %s: %s (%s)\n", __FILE__, __LINE__, #call,  \
+				shma_strerror(e_), (c) ? shma_conn_error(c) : shma_last_error()); \
+		assert_int_equal(e_, 0);                                                    \
+	} while (0)
+
+/* In a forked child: check, or say where and exit 1 (never cmocka: its
+ * failure would jump back into the parent's copy of the test runner). */
+#define IT_CHECK(cond)                                                                      \
+	do {                                                                                \
+		if (!(cond)) {                                                              \
+			fprintf(stderr, "child %d: %s:%d: check failed: %s\n", (int)getpid(), \
+				__FILE__, __LINE__, #cond);                                 \
+			_exit(1);                                                           \
+		}                                                                           \
+	} while (0)
+
+/* Kill and reap the children a failed test left (pids[i] > 0). */
+static inline void it_kill_children(pid_t *pids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (pids[i] > 0) {
+			kill(pids[i], SIGKILL);
+			waitpid(pids[i], NULL, 0);
+			pids[i] = 0;
+		}
 }
 
 /* cmocka teardown: kill what a failed test left running. */

@@ -35,34 +35,9 @@ static pid_t children[MAX_CHILDREN];
 static int teardown(void **state)
 {
 	(void)state;
-	for (int i = 0; i < MAX_CHILDREN; i++)
-		if (children[i] > 0) {
-			kill(children[i], SIGKILL);
-			waitpid(children[i], NULL, 0);
-			children[i] = 0;
-		}
+	it_kill_children(children, MAX_CHILDREN);
 	return it_teardown_harness(&broker);
 }
-
-/* In a child: check, or say where and exit 1 (never cmocka). */
-#define CHECK(cond)                                                                         \
-	do {                                                                                \
-		if (!(cond)) {                                                              \
-			fprintf(stderr, "child %d: %s:%d: check failed: %s\n", (int)getpid(), \
-				__FILE__, __LINE__, #cond);                                 \
-			_exit(1);                                                           \
-		}                                                                           \
-	} while (0)
-
-/* In the parent: a call on connection c that must return 0. */
-#define OK(c, call)                                                                         \
-	do {                                                                                \
-		int e_ = (call);                                                            \
-		if (e_)                                                                     \
-			fprintf(stderr, "%s:%d: %s: %s (%s)\n", __FILE__, __LINE__, #call,  \
-				shma_strerror(e_), (c) ? shma_conn_error(c) : "");          \
-		assert_int_equal(e_, 0);                                                    \
-	} while (0)
 
 /* Fork; the child runs fn(arg) and exits with its result (at most 60 s). */
 static pid_t child_start(int (*fn)(void *arg), void *arg)
@@ -329,13 +304,13 @@ static uint64_t make_array(shma_conn *w, const struct arr *ar, uint64_t salt, sh
 	struct shma_view v;
 	uint64_t rev = 0;
 
-	OK(w, shma_create(w, ar->name, ar->dtype, ar->ndim, ar->shape, ar->order, ar->block_size,
+	IT_OK(w, shma_create(w, ar->name, ar->dtype, ar->ndim, ar->shape, ar->order, ar->block_size,
 			  &rev));
-	OK(w, shma_sync_to(w, rev));
-	OK(w, shma_open(w, ar->name, out));
-	OK(w, shma_view_of(*out, &v));
+	IT_OK(w, shma_sync_to(w, rev));
+	IT_OK(w, shma_open(w, ar->name, out));
+	IT_OK(w, shma_view_of(*out, &v));
 	fill_view(&v, salt);
-	OK(w, shma_commit(w, &rev));
+	IT_OK(w, shma_commit(w, &rev));
 	assert_int_equal(shma_revision(w), rev);
 	assert_true(view_holds(&v, salt));
 	return rev;
@@ -347,9 +322,9 @@ static uint64_t refill(shma_conn *w, shma_array *a, uint64_t salt)
 	struct shma_view v;
 	uint64_t rev = 0;
 
-	OK(w, shma_view_of(a, &v));
+	IT_OK(w, shma_view_of(a, &v));
 	fill_view(&v, salt);
-	OK(w, shma_commit(w, &rev));
+	IT_OK(w, shma_commit(w, &rev));
 	return rev;
 }
 
@@ -456,12 +431,12 @@ static void open_and_compare(const struct shma_ref *r, const struct shma_view *w
 	assert_int_equal(info.revision, r->revision);
 	assert_views_equal(want, &v);
 	/* a ref of the opened view is the same ref */
-	OK((shma_conn *)NULL, shma_ref_make(&v, &again));
+	IT_OK((shma_conn *)NULL, shma_ref_make(&v, &again));
 	assert_refs_equal(r, &again);
 	/* ... and of a part of it, still at the ref's revision */
 	if (v.ndim > 0 && v.shape[0] > 2 && shma_view_size(&v) > 0) {
-		OK((shma_conn *)NULL, shma_view_slice(&v, 0, 1, -1, 1, &sub));
-		OK((shma_conn *)NULL, shma_ref_make(&sub, &again));
+		IT_OK((shma_conn *)NULL, shma_view_slice(&v, 0, 1, -1, 1, &sub));
+		IT_OK((shma_conn *)NULL, shma_ref_make(&sub, &again));
 		assert_int_equal(again.revision, r->revision);
 		assert_true(again.lo >= r->lo && again.hi <= r->hi);
 	}
@@ -561,9 +536,9 @@ static void world_make(struct world *wo)
 		const struct arr *ar = arr_named(cases[k].array);
 		struct shma_view whole;
 
-		OK(wo->w, shma_view_of(wo->a[ar - arrs], &whole));
+		IT_OK(wo->w, shma_view_of(wo->a[ar - arrs], &whole));
 		assert_int_equal(view_chain(&whole, cases[k].chain, &wo->views[k]), 0);
-		OK(wo->w, shma_ref_make(&wo->views[k], &wo->refs[k]));
+		IT_OK(wo->w, shma_ref_make(&wo->views[k], &wo->refs[k]));
 		check_ref(&wo->refs[k], &wo->views[k], ar->name, wo->rev);
 	}
 }
@@ -593,8 +568,8 @@ static void test_view_of(void **state)
 	w = conn_open();
 	make_array(w, &c3, 0, &ac);
 	make_array(w, &f3, 0, &af);
-	OK(w, shma_view_of(ac, &vc));
-	OK(w, shma_view_of(af, &vf));
+	IT_OK(w, shma_view_of(ac, &vc));
+	IT_OK(w, shma_view_of(af, &vf));
 	assert_string_equal(vc.dtype, "<f8");
 	assert_int_equal(vc.itemsize, 8);
 	assert_int_equal(vc.ndim, 3);
@@ -639,8 +614,8 @@ static void test_view_of(void **state)
 	{
 		struct shma_ref rc, rf;
 
-		OK(w, shma_ref_make(&vc, &rc));
-		OK(w, shma_ref_make(&vf, &rf));
+		IT_OK(w, shma_ref_make(&vc, &rc));
+		IT_OK(w, shma_ref_make(&vf, &rf));
 		check_ref(&rc, &vc, "c3", shma_revision(w));
 		check_ref(&rf, &vf, "f3", shma_revision(w));
 		open_and_compare(&rc, &vc);
@@ -742,7 +717,7 @@ struct consumer {
 
 static void z_send_str(void *sock, const char *s)
 {
-	CHECK(zmq_send(sock, s, strlen(s), 0) == (int)strlen(s));
+	IT_CHECK(zmq_send(sock, s, strlen(s), 0) == (int)strlen(s));
 }
 
 /* In a child: receive n refs, open each, hash its elements, reply, close. */
@@ -752,26 +727,26 @@ static int consumer_main(void *arg)
 	void *ctx = zmq_ctx_new(), *in, *back;
 	int linger = 10000, tmo = 30000;
 
-	CHECK(shma_vm_install_handler() == 0);
-	CHECK(ctx);
+	IT_CHECK(shma_vm_install_handler() == 0);
+	IT_CHECK(ctx);
 	in = zmq_socket(ctx, co->type);
 	back = zmq_socket(ctx, ZMQ_PUSH);
-	CHECK(in && back);
+	IT_CHECK(in && back);
 	zmq_setsockopt(back, ZMQ_LINGER, &linger, sizeof(linger));
 	zmq_setsockopt(in, ZMQ_RCVTIMEO, &tmo, sizeof(tmo));
-	CHECK(zmq_connect(back, co->back_ep) == 0);
-	CHECK(zmq_connect(in, co->in_ep) == 0);
+	IT_CHECK(zmq_connect(back, co->back_ep) == 0);
+	IT_CHECK(zmq_connect(in, co->in_ep) == 0);
 	if (co->type == ZMQ_SUB) {
 		/* the slow joiner: say "ready" once probes come through, then
 		 * wait for "go" (which follows every probe) */
 		bool ready = false;
 		char buf[16];
 
-		CHECK(zmq_setsockopt(in, ZMQ_SUBSCRIBE, "", 0) == 0);
+		IT_CHECK(zmq_setsockopt(in, ZMQ_SUBSCRIBE, "", 0) == 0);
 		for (;;) {
 			int n = zmq_recv(in, buf, sizeof(buf), 0);
 
-			CHECK(n >= 0);
+			IT_CHECK(n >= 0);
 			if (n == 5 && !memcmp(buf, "probe", 5)) {
 				if (!ready) {
 					char r[16];
@@ -782,7 +757,7 @@ static int consumer_main(void *arg)
 				}
 				continue;
 			}
-			CHECK(n == 2 && !memcmp(buf, "go", 2));
+			IT_CHECK(n == 2 && !memcmp(buf, "go", 2));
 			break;
 		}
 	}
@@ -797,17 +772,17 @@ static int consumer_main(void *arg)
 		if (rep.err)
 			fprintf(stderr, "consumer %u: shma_ref_recv: %s (%s)\n", co->id,
 				shma_strerror(rep.err), why);
-		CHECK(rep.err == 0);
+		IT_CHECK(rep.err == 0);
 		rep.err = shma_ref_open(&r, 0, &h, &v);
 		if (!rep.err) {
 			/* the geometry is the ref's, the revision pinned */
-			CHECK(v.ndim == r.ndim && !strcmp(v.dtype, r.dtype));
-			CHECK(v.data == v.base + r.offset);
+			IT_CHECK(v.ndim == r.ndim && !strcmp(v.dtype, r.dtype));
+			IT_CHECK(v.data == v.base + r.offset);
 			rep.rev = shma_array_revision(h);
 			rep.hash = view_hash(&v, &rep.count);
 			shma_close(&h);
 		}
-		CHECK(zmq_send(back, &rep, sizeof(rep), 0) == (int)sizeof(rep));
+		IT_CHECK(zmq_send(back, &rep, sizeof(rep), 0) == (int)sizeof(rep));
 	}
 	zmq_close(in);
 	zmq_close(back);
@@ -952,36 +927,36 @@ static void test_ref_uncommitted(void **state)
 	it_start(&broker, NULL);
 	w = conn_open();
 	make_array(w, &uc, 0, &a);
-	OK(w, shma_view_of(a, &v));
+	IT_OK(w, shma_view_of(a, &v));
 	d = shma_array_data(a);
 	d[2 * 512 + 5] = -1.0; /* block 2 changes */
 	assert_int_equal(shma_ref_make(&v, &r), SHMA_EUNCOMMITTED);
 	assert_non_null(strstr(shma_conn_error(w), "uncommitted"));
 	/* views away from block 2 may be referenced */
-	OK(w, shma_view_slice(&v, 0, 0, 512, 1, &s));
-	OK(w, shma_ref_make(&s, &r));
-	OK(w, shma_view_slice(&v, 0, 1536, SHMA_END, 1, &s));
-	OK(w, shma_ref_make(&s, &r));
-	OK(w, shma_view_slice(&v, 0, 1030, 1030, 1, &s)); /* empty: touches nothing */
-	OK(w, shma_ref_make(&s, &r));
+	IT_OK(w, shma_view_slice(&v, 0, 0, 512, 1, &s));
+	IT_OK(w, shma_ref_make(&s, &r));
+	IT_OK(w, shma_view_slice(&v, 0, 1536, SHMA_END, 1, &s));
+	IT_OK(w, shma_ref_make(&s, &r));
+	IT_OK(w, shma_view_slice(&v, 0, 1030, 1030, 1, &s)); /* empty: touches nothing */
+	IT_OK(w, shma_ref_make(&s, &r));
 	/* views that meet it may not */
-	OK(w, shma_view_slice(&v, 0, 1024, 1536, 1, &s));
+	IT_OK(w, shma_view_slice(&v, 0, 1024, 1536, 1, &s));
 	assert_int_equal(shma_ref_make(&s, &r), SHMA_EUNCOMMITTED);
-	OK(w, shma_view_slice(&v, 0, 1023, 1025, 1, &s)); /* blocks 1 and 2 */
+	IT_OK(w, shma_view_slice(&v, 0, 1023, 1025, 1, &s)); /* blocks 1 and 2 */
 	assert_int_equal(shma_ref_make(&s, &r), SHMA_EUNCOMMITTED);
-	OK(w, shma_view_slice(&v, 0, 1029, 1030, 1, &s));
+	IT_OK(w, shma_view_slice(&v, 0, 1029, 1030, 1, &s));
 	assert_int_equal(shma_ref_make(&s, &r), SHMA_EUNCOMMITTED);
-	OK(w, shma_view_slice(&v, 0, SHMA_END, SHMA_END, -1, &s));
+	IT_OK(w, shma_view_slice(&v, 0, SHMA_END, SHMA_END, -1, &s));
 	assert_int_equal(shma_ref_make(&s, &r), SHMA_EUNCOMMITTED);
 	/* after commit: the new revision, the new value */
-	OK(w, shma_commit(w, &rev));
-	OK(w, shma_ref_make(&v, &r));
+	IT_OK(w, shma_commit(w, &rev));
+	IT_OK(w, shma_ref_make(&v, &r));
 	assert_int_equal(r.revision, rev);
 	{
 		struct shma_view ov;
 		shma_array *h;
 
-		OK(w, shma_ref_open(&r, 0, &h, &ov));
+		IT_OK(w, shma_ref_open(&r, 0, &h, &ov));
 		assert_true(((double *)ov.data)[2 * 512 + 5] == -1.0);
 		assert_true(((double *)ov.data)[2 * 512 + 6] == 2 * 512 + 7);
 		assert_views_equal(&v, &ov);
@@ -991,24 +966,24 @@ static void test_ref_uncommitted(void **state)
 	{
 		uint64_t shape = 5000;
 
-		OK(w, shma_resize(a, 1, &shape));
-		OK(w, shma_view_slice(&v, 0, 0, 10, 1, &s));
+		IT_OK(w, shma_resize(a, 1, &shape));
+		IT_OK(w, shma_view_slice(&v, 0, 0, 10, 1, &s));
 		assert_int_equal(shma_ref_make(&s, &r), SHMA_EUNCOMMITTED);
-		OK(w, shma_abort(w));
-		OK(w, shma_ref_make(&s, &r));
+		IT_OK(w, shma_abort(w));
+		IT_OK(w, shma_ref_make(&s, &r));
 	}
 	/* abort of a data change: referencable again */
 	d[7] = 3.5;
 	assert_int_equal(shma_ref_make(&v, &r), SHMA_EUNCOMMITTED);
-	OK(w, shma_abort(w));
-	OK(w, shma_ref_make(&v, &r));
+	IT_OK(w, shma_abort(w));
+	IT_OK(w, shma_ref_make(&v, &r));
 	assert_int_equal(r.revision, rev);
 	/* not a view of an array */
 	{
 		uint64_t n = 10;
 		double mem[10];
 
-		OK(w, shma_view_init(&s, mem, "<f8", 1, &n));
+		IT_OK(w, shma_view_init(&s, mem, "<f8", 1, &n));
 		assert_int_equal(shma_ref_make(&s, &r), -EINVAL);
 	}
 	/* a view that claims another base, or reaches past the end */
@@ -1040,20 +1015,20 @@ static void test_ref_writes_stay_local(void **state)
 	it_start(&broker, NULL);
 	w = conn_open();
 	make_array(w, &wl, 0, &a);
-	OK(w, shma_view_of(a, &v));
-	OK(w, shma_ref_make(&v, &r));
-	OK(w, shma_ref_open(&r, 0, &h1, &o1));
+	IT_OK(w, shma_view_of(a, &v));
+	IT_OK(w, shma_ref_make(&v, &r));
+	IT_OK(w, shma_ref_open(&r, 0, &h1, &o1));
 	((double *)o1.data)[700] = -5.0;
 	assert_true(((double *)o1.data)[700] == -5.0);
-	OK(w, shma_ref_open(&r, 0, &h2, &o2));
+	IT_OK(w, shma_ref_open(&r, 0, &h2, &o2));
 	assert_true(((double *)o2.data)[700] == 701.0);
 	assert_true(((double *)shma_array_data(a))[700] == 701.0);
 	assert_int_not_equal(shma_resize(h1, 1, &shape), 0);
 	shma_close(&h1);
 	shma_close(&h2);
-	OK(w, shma_sync(w, NULL));
+	IT_OK(w, shma_sync(w, NULL));
 	assert_true(((double *)shma_array_data(a))[700] == 701.0);
-	OK(w, shma_ref_open(&r, 0, &h1, &o1));
+	IT_OK(w, shma_ref_open(&r, 0, &h1, &o1));
 	assert_true(((double *)o1.data)[700] == 701.0);
 	shma_close(&h1);
 	shma_close(&a);
@@ -1073,7 +1048,7 @@ static uint64_t rewrite_twice(void)
 	shma_array *a2;
 	uint64_t rev;
 
-	OK(w2, shma_open(w2, nk.name, &a2));
+	IT_OK(w2, shma_open(w2, nk.name, &a2));
 	refill(w2, a2, 1000000);
 	rev = refill(w2, a2, 2000000);
 	shma_close(&a2);
@@ -1102,9 +1077,9 @@ static void test_ref_not_kept_and_head(void **state)
 	it_open_client(&tc, &broker);
 	w = conn_open();
 	rev = make_array(w, &nk, 0, &a);
-	OK(w, shma_view_of(a, &v));
-	OK(w, shma_view_subscript(&v, "10:20", &s, NULL, 0));
-	OK(w, shma_ref_make(&s, &r));
+	IT_OK(w, shma_view_of(a, &v));
+	IT_OK(w, shma_view_subscript(&v, "10:20", &s, NULL, 0));
+	IT_OK(w, shma_ref_make(&s, &r));
 	assert_int_equal(r.revision, rev);
 	head = rewrite_twice();
 	assert_true(head == rev + 2);
@@ -1114,7 +1089,7 @@ static void test_ref_not_kept_and_head(void **state)
 	assert_int_equal(shma_ref_open(&r, 0, &h, &ov), SHMA_ENOTKEPT);
 	assert_null(h);
 	/* with SHMA_REF_HEAD: the newest revision, the newest data */
-	OK((shma_conn *)NULL, shma_ref_open(&r, SHMA_REF_HEAD, &h, &ov));
+	IT_OK((shma_conn *)NULL, shma_ref_open(&r, SHMA_REF_HEAD, &h, &ov));
 	assert_non_null(h);
 	assert_int_equal(shma_array_revision(h), head);
 	{
@@ -1148,17 +1123,17 @@ static void test_ref_lease(void **state)
 	it_open_client(&tc, &broker);
 	w = conn_open();
 	rev = make_array(w, &nk, 0, &a);
-	OK(w, shma_view_of(a, &v));
-	OK(w, shma_view_subscript(&v, "::-1", &v, NULL, 0));
-	OK(w, shma_ref_make(&v, &r));
-	OK(w, shma_lease(w, rev, 2000));
+	IT_OK(w, shma_view_of(a, &v));
+	IT_OK(w, shma_view_subscript(&v, "::-1", &v, NULL, 0));
+	IT_OK(w, shma_ref_make(&v, &r));
+	IT_OK(w, shma_lease(w, rev, 2000));
 	assert_int_equal(it_stat(&tc, "leases"), 1);
 	head = rewrite_twice();
 	shma_close(&a);
 	shma_disconnect(&w);
 	await_clients(&tc, 1);
 	/* the lease keeps it, writer or not: the old data */
-	OK((shma_conn *)NULL, shma_ref_open(&r, 0, &h, &ov));
+	IT_OK((shma_conn *)NULL, shma_ref_open(&r, 0, &h, &ov));
 	assert_int_equal(shma_array_revision(h), rev);
 	for (unsigned i = 0; i < 1000; i++)
 		assert_true(((double *)ov.data)[-(long)i] == (double)(999 - i + 1));
@@ -1199,13 +1174,13 @@ static void test_ref_closed_revision_released(void **state)
 	it_open_client(&tc, &broker);
 	w = conn_open();
 	make_array(w, &nk, 0, &a);
-	OK(w, shma_view_of(a, &v));
-	OK(w, shma_ref_make(&v, &r));
-	OK(w, shma_ref_open(&r, 0, &h, &ov)); /* this process's first open */
+	IT_OK(w, shma_view_of(a, &v));
+	IT_OK(w, shma_ref_make(&v, &r));
+	IT_OK(w, shma_ref_open(&r, 0, &h, &ov)); /* this process's first open */
 	shma_close(&h);
 	refill(w, a, 1000000);
 	refill(w, a, 2000000);
-	OK(w, shma_sync(w, NULL)); /* a request: the previous snapshot goes */
+	IT_OK(w, shma_sync(w, NULL)); /* a request: the previous snapshot goes */
 	err = shma_ref_open(&r, 0, &h, &ov);
 	if (err != SHMA_ENOTKEPT)
 		fprintf(stderr, "revision %" PRIu64 " still kept after every handle was closed "
@@ -1233,14 +1208,14 @@ static void test_ref_other_store(void **state)
 	it_start(&broker, NULL);
 	w = conn_open();
 	make_array(w, &nk, 0, &a);
-	OK(w, shma_view_of(a, &v));
-	OK(w, shma_ref_make(&v, &r));
+	IT_OK(w, shma_view_of(a, &v));
+	IT_OK(w, shma_ref_make(&v, &r));
 	bad = r;
 	snprintf(bad.store, sizeof(bad.store), "%s", "00000000000000000000000000000000");
 	assert_int_equal(shma_ref_open(&bad, 0, &h, &ov), SHMA_ESTORE);
 	assert_null(h);
 	/* the right store still opens, on the same connection */
-	OK(w, shma_ref_open(&r, 0, &h, &ov));
+	IT_OK(w, shma_ref_open(&r, 0, &h, &ov));
 	shma_close(&h);
 	bad = r;
 	bad.store[0] = bad.store[0] == 'x' ? 'y' : 'x';
@@ -1277,9 +1252,9 @@ static void test_ref_extent_past_end(void **state)
 	it_open_client(&tc, &broker);
 	w = conn_open();
 	rev = make_array(w, &nk, 0, &a); /* 1000 <f8 */
-	OK(w, shma_view_of(a, &v));
+	IT_OK(w, shma_view_of(a, &v));
 	/* a valid ref, but for 2000 elements */
-	OK(w, shma_ref_make(&v, &r));
+	IT_OK(w, shma_ref_make(&v, &r));
 	bad = r;
 	bad.shape[0] = 2000;
 	bad.hi = 16000;
@@ -1292,14 +1267,14 @@ static void test_ref_extent_past_end(void **state)
 	through_json(&bad, &dec);
 	assert_int_equal(shma_ref_open(&dec, 0, &h, &ov), SHMA_EBADREF);
 	/* exactly to the end: fine */
-	OK(w, shma_view_subscript(&v, "990:", &s, NULL, 0));
-	OK(w, shma_ref_make(&s, &r));
+	IT_OK(w, shma_view_subscript(&v, "990:", &s, NULL, 0));
+	IT_OK(w, shma_ref_make(&s, &r));
 	assert_int_equal(r.hi, 8000);
-	OK(w, shma_lease(w, rev, 60000));
+	IT_OK(w, shma_lease(w, rev, 60000));
 	/* the array shrinks: the ref fits its revision, not the next one */
-	OK(w, shma_resize(a, 1, &shape));
-	OK(w, shma_commit(w, &rev2));
-	OK(w, shma_ref_open(&r, 0, &h, &ov));
+	IT_OK(w, shma_resize(a, 1, &shape));
+	IT_OK(w, shma_commit(w, &rev2));
+	IT_OK(w, shma_ref_open(&r, 0, &h, &ov));
 	for (unsigned i = 0; i < 10; i++)
 		assert_true(((double *)ov.data)[i] == (double)(990 + i + 1));
 	shma_close(&h);
@@ -1336,9 +1311,9 @@ static int open_and_die(void *arg)
 	struct shma_view v;
 	shma_array *h;
 
-	CHECK(shma_vm_install_handler() == 0);
-	CHECK(shma_ref_open(r, 0, &h, &v) == 0);
-	CHECK(((double *)v.data)[0] == 1.0);
+	IT_CHECK(shma_vm_install_handler() == 0);
+	IT_CHECK(shma_ref_open(r, 0, &h, &v) == 0);
+	IT_CHECK(((double *)v.data)[0] == 1.0);
 	_exit(0); /* without shma_close */
 }
 
@@ -1357,19 +1332,19 @@ static void test_ref_close_unpins(void **state)
 	it_open_client(&tc, &broker);
 	w = conn_open();
 	make_array(w, &nk, 0, &a);
-	OK(w, shma_view_of(a, &v));
-	OK(w, shma_ref_make(&v, &r));
+	IT_OK(w, shma_view_of(a, &v));
+	IT_OK(w, shma_ref_make(&v, &r));
 	/* this process's ref connection pins nothing of its own: before any
 	 * open, the pins are the other connections' */
 	p0 = it_stat(&tc, "pins");
-	OK(w, shma_ref_open(&r, 0, &h, &ov));
+	IT_OK(w, shma_ref_open(&r, 0, &h, &ov));
 	assert_int_equal(it_stat(&tc, "pins"), p0 + 1);
 	shma_close(&h);
 	/* the unpin is sent at once, its answer read later: wait for it */
 	assert_int_equal(it_wait_stat(&tc, "pins", p0, 5000), p0);
-	OK(w, shma_ref_open(&r, 0, &h, &ov));
+	IT_OK(w, shma_ref_open(&r, 0, &h, &ov));
 	assert_int_equal(it_stat(&tc, "pins"), p0 + 1);
-	OK(w, shma_ref_open(&r, 0, &h2, &ov2));
+	IT_OK(w, shma_ref_open(&r, 0, &h2, &ov2));
 	assert_int_equal(it_stat(&tc, "pins"), p0 + 2);
 	assert_ptr_not_equal(h, h2);
 	shma_close(&h);
@@ -1432,21 +1407,21 @@ static void test_ref_open_cost(void **state)
 	it_start(&broker, NULL);
 	it_open_client(&tc, &broker);
 	w = conn_open();
-	OK(w, shma_create(w, big.name, big.dtype, 1, big.shape, 'C', 0, &rev));
-	OK(w, shma_sync_to(w, rev));
-	OK(w, shma_open(w, big.name, &a));
+	IT_OK(w, shma_create(w, big.name, big.dtype, 1, big.shape, 'C', 0, &rev));
+	IT_OK(w, shma_sync_to(w, rev));
+	IT_OK(w, shma_open(w, big.name, &a));
 	d = shma_array_data(a);
 	for (uint64_t b = 0; b < (big.shape[0] / per_blk); b += stride)
 		d[b * per_blk + 7] = (double)b + 0.5;
-	OK(w, shma_commit(w, &rev));
-	OK(w, shma_view_of(a, &v));
-	OK(w, shma_view_slice(&v, 0, (int64_t)k, (int64_t)k + 1, 1, &s));
-	OK(w, shma_ref_make(&s, &r));
+	IT_OK(w, shma_commit(w, &rev));
+	IT_OK(w, shma_view_of(a, &v));
+	IT_OK(w, shma_view_slice(&v, 0, (int64_t)k, (int64_t)k + 1, 1, &s));
+	IT_OK(w, shma_ref_make(&s, &r));
 	assert_int_equal(r.lo, k * 8);
 	assert_int_equal(r.hi, k * 8 + 8);
 
 	rss0 = it_status_kb(getpid(), "VmRSS");
-	OK(w, shma_ref_open(&r, 0, &h, &ov));
+	IT_OK(w, shma_ref_open(&r, 0, &h, &ov));
 	assert_true(*(double *)ov.data == 65536.5);
 	rss1 = it_status_kb(getpid(), "VmRSS");
 	fprintf(stderr, "open of 1 element of 8 GiB: RSS %ld -> %ld kB, mapping %" PRIu64 " bytes\n",

@@ -64,25 +64,9 @@ static void child_forget(pid_t pid)
 static int teardown(void **state)
 {
 	(void)state;
-	for (int i = 0; i < MAX_CHILDREN; i++)
-		if (children[i] > 0) {
-			kill(children[i], SIGKILL);
-			waitpid(children[i], NULL, 0);
-			children[i] = 0;
-		}
+	it_kill_children(children, MAX_CHILDREN);
 	return it_teardown_harness(&broker);
 }
-
-/* In a child: check, or say where and exit 1 (never cmocka: its failure
- * would jump back into the parent's copy of the test runner). */
-#define CHECK(cond)                                                                         \
-	do {                                                                                \
-		if (!(cond)) {                                                              \
-			fprintf(stderr, "child %d: %s:%d: check failed: %s\n", (int)getpid(), \
-				__FILE__, __LINE__, #cond);                                 \
-			_exit(1);                                                           \
-		}                                                                           \
-	} while (0)
 
 /* In a child: a call that must return 0. */
 #define CHECK_OK(c, call)                                                                   \
@@ -94,16 +78,6 @@ static int teardown(void **state)
 				(c) ? shma_conn_error(c) : "");                             \
 			_exit(1);                                                           \
 		}                                                                           \
-	} while (0)
-
-/* In the parent: a call that must return 0 (with the connection's words). */
-#define OK(c, call)                                                                         \
-	do {                                                                                \
-		int e_ = (call);                                                            \
-		if (e_)                                                                     \
-			fprintf(stderr, "%s:%d: %s: %s (%s)\n", __FILE__, __LINE__, #call,  \
-				shma_strerror(e_), (c) ? shma_conn_error(c) : "");          \
-		assert_int_equal(e_, 0);                                                    \
 	} while (0)
 
 static void msg_send(int fd, uint64_t v)
@@ -142,7 +116,7 @@ static uint64_t child_recv(int fd)
 {
 	uint64_t v;
 
-	CHECK(msg_recv(fd, 20000, &v));
+	IT_CHECK(msg_recv(fd, 20000, &v));
 	return v;
 }
 
@@ -242,9 +216,9 @@ static uint64_t array_create(shma_conn *c, const char *name, uint64_t nbytes)
 {
 	uint64_t rev = 0;
 
-	OK(c, shma_create(c, name, "|u1", 1, &nbytes, 'C', 0, &rev));
+	IT_OK(c, shma_create(c, name, "|u1", 1, &nbytes, 'C', 0, &rev));
 	assert_true(rev > 0);
-	OK(c, shma_sync_to(c, rev));
+	IT_OK(c, shma_sync_to(c, rev));
 	return rev;
 }
 
@@ -252,7 +226,7 @@ static shma_array *array_open(shma_conn *c, const char *name)
 {
 	shma_array *a = NULL;
 
-	OK(c, shma_open(c, name, &a));
+	IT_OK(c, shma_open(c, name, &a));
 	assert_non_null(a);
 	return a;
 }
@@ -406,9 +380,9 @@ static void await_stream(shma_conn *listener, shma_conn *writer, shma_array *scr
 		uint64_t rev = 0, newest = 0;
 
 		p[0] = (unsigned char)(p[0] + 1);
-		OK(writer, shma_commit(writer, &rev));
+		IT_OK(writer, shma_commit(writer, &rev));
 		for (int i = 0; i < 20; i++) {
-			OK(listener, shma_poll(listener, &newest));
+			IT_OK(listener, shma_poll(listener, &newest));
 			if (newest >= rev)
 				return;
 			it_sleep_ms(5);
@@ -423,7 +397,7 @@ static void await_heard(shma_conn *c, uint64_t rev)
 	uint64_t newest = 0, end = it_now_ms() + 5000;
 
 	for (;;) {
-		OK(c, shma_poll(c, &newest));
+		IT_OK(c, shma_poll(c, &newest));
 		if (newest >= rev || it_now_ms() > end)
 			break;
 		it_sleep_ms(2);
@@ -448,11 +422,11 @@ static void test_isolation(void **state)
 	array_create(a, "iso", 4 * BS);
 	xa = array_open(a, "iso");
 	blk_fill(xa, 0, 1);
-	OK(a, shma_commit(a, &r1));
+	IT_OK(a, shma_commit(a, &r1));
 
 	/* B heard of the create, perhaps not yet of r1: a plain sync could stop
 	 * at the create (the newest heard of), so name the revision */
-	OK(b, shma_sync_to(b, r1));
+	IT_OK(b, shma_sync_to(b, r1));
 	xb = array_open(b, "iso");
 	pb = shma_array_data(xb);
 	assert_true(blk_is(xb, 0, 1));
@@ -466,7 +440,7 @@ static void test_isolation(void **state)
 	assert_true(blk_is(xb, 1, 0));
 
 	/* committed: B, at its old snapshot, still sees the old data */
-	OK(a, shma_commit(a, &r2));
+	IT_OK(a, shma_commit(a, &r2));
 	assert_true(r2 > r1);
 	snap_b = shma_revision(b);
 	assert_true(snap_b < r2);
@@ -477,7 +451,7 @@ static void test_isolation(void **state)
 	assert_int_equal(shma_revision(b), snap_b);
 
 	/* until it syncs */
-	OK(b, shma_sync(b, NULL));
+	IT_OK(b, shma_sync(b, NULL));
 	assert_true(shma_revision(b) >= r2);
 	assert_ptr_equal(shma_array_data(xb), pb);
 	assert_true(blk_is(xb, 0, 2));
@@ -513,7 +487,7 @@ static int iso_reader(int in, int out, void *arg)
 	msg_send(out, p[0] | (uint64_t)p[BS - 1] << 8);
 	child_recv(in); /* A committed */
 	it_sleep_ms(50);
-	CHECK(shma_revision(c) == snap);
+	IT_CHECK(shma_revision(c) == snap);
 	msg_send(out, p[0] | (uint64_t)p[BS - 1] << 8);
 	CHECK_OK(c, shma_sync(c, NULL));
 	msg_send(out, p[0] | (uint64_t)p[BS - 1] << 8);
@@ -535,14 +509,14 @@ static void test_isolation_processes(void **state)
 	array_create(a, "iso", 2 * BS);
 	xa = array_open(a, "iso");
 	blk_fill(xa, 0, 1);
-	OK(a, shma_commit(a, NULL));
+	IT_OK(a, shma_commit(a, NULL));
 
 	child_start(&ch, iso_reader, NULL);
 	assert_int_equal(child_expect(&ch), 1);
 	blk_fill(xa, 0, 2);
 	msg_send(ch.to, 0);
 	assert_int_equal(child_expect(&ch), 0x0101); /* not A's uncommitted 2 */
-	OK(a, shma_commit(a, NULL));
+	IT_OK(a, shma_commit(a, NULL));
 	msg_send(ch.to, 0);
 	assert_int_equal(child_expect(&ch), 0x0101); /* its old snapshot */
 	assert_int_equal(child_expect(&ch), 0x0202); /* after its sync */
@@ -570,22 +544,22 @@ static void test_create_visible_after_sync(void **state)
 	a = conn_open(NULL);
 	b = conn_open(NULL);
 	array_create(b, "scratch", BS);
-	OK(a, shma_sync(a, NULL));
+	IT_OK(a, shma_sync(a, NULL));
 	sa = array_open(a, "scratch");
 	sb = array_open(b, "scratch");
 	await_stream(a, b, sb);
-	OK(a, shma_sync(a, NULL));
+	IT_OK(a, shma_sync(a, NULL));
 
 	blk_ptr(sb, 0)[1] = 9;
-	OK(b, shma_commit(b, &rb));
+	IT_OK(b, shma_commit(b, &rb));
 	await_heard(a, rb); /* heard of rb, snapshot older */
 	assert_true(shma_revision(a) < rb);
 
 	conn_debug_drop_invalidations(a, 1);
-	OK(a, shma_create(a, "fresh", "|u1", 1, &shape, 'C', 0, &rc));
+	IT_OK(a, shma_create(a, "fresh", "|u1", 1, &shape, 'C', 0, &rc));
 	assert_true(rc > rb);
 	it_sleep_ms(50);
-	OK(a, shma_sync(a, NULL));
+	IT_OK(a, shma_sync(a, NULL));
 	err = shma_open(a, "fresh", &n);
 	if (err)
 		fprintf(stderr, "BUG: created at revision %" PRIu64 ", synced to %" PRIu64
@@ -618,7 +592,7 @@ static void test_conflict_first_committer_wins(void **state)
 	a = conn_open(NULL);
 	b = conn_open(NULL);
 	array_create(a, "contested", 16 * BS);
-	OK(b, shma_sync(b, NULL));
+	IT_OK(b, shma_sync(b, NULL));
 	xa = array_open(a, "contested");
 	xb = array_open(b, "contested");
 	assert_int_equal(shma_revision(a), shma_revision(b));
@@ -626,7 +600,7 @@ static void test_conflict_first_committer_wins(void **state)
 	blk_fill(xa, 11, 0xA);
 	blk_fill(xb, 11, 0xB);
 	blk_fill(xb, 5, 0xB);
-	OK(a, shma_commit(a, &ra));
+	IT_OK(a, shma_commit(a, &ra));
 	assert_true(ra < 11); /* so a "11" in a message names the block */
 
 	err = shma_commit(b, &rfail);
@@ -642,16 +616,16 @@ static void test_conflict_first_committer_wins(void **state)
 	/* B's view is unchanged by the failure: still its own writes */
 	assert_true(blk_is(xb, 11, 0xB));
 
-	OK(b, shma_abort(b));
-	OK(b, shma_sync(b, NULL));
+	IT_OK(b, shma_abort(b));
+	IT_OK(b, shma_sync(b, NULL));
 	assert_true(shma_revision(b) >= ra);
 	assert_true(blk_is(xb, 11, 0xA)); /* the winner's */
 	assert_true(blk_is(xb, 5, 0));
 	blk_fill(xb, 11, 0xB);
-	OK(b, shma_commit(b, &rb));
+	IT_OK(b, shma_commit(b, &rb));
 	assert_true(rb > ra);
 
-	OK(a, shma_sync(a, NULL));
+	IT_OK(a, shma_sync(a, NULL));
 	assert_true(blk_is(xa, 11, 0xB));
 
 	shma_close(&xa);
@@ -676,7 +650,7 @@ static void test_conflict_dirty_block_synced(void **state)
 	a = conn_open(NULL);
 	b = conn_open(NULL);
 	array_create(a, "dirty", 16 * BS);
-	OK(b, shma_sync(b, NULL));
+	IT_OK(b, shma_sync(b, NULL));
 	xa = array_open(a, "dirty");
 	xb = array_open(b, "dirty");
 
@@ -684,9 +658,9 @@ static void test_conflict_dirty_block_synced(void **state)
 	blk_fill(xa, 1, 0xA1);	    /* a block only A changes */
 	blk_fill(xb, 9, 0xBB);
 	blk_fill(xb, 12, 0xBB);
-	OK(b, shma_commit(b, &rb));
+	IT_OK(b, shma_commit(b, &rb));
 
-	OK(a, shma_sync(a, NULL));
+	IT_OK(a, shma_sync(a, NULL));
 	assert_true(shma_revision(a) >= rb);
 	assert_int_equal(blk_ptr(xa, 9)[100], 0xAA); /* ours, still */
 	assert_true(blk_is(xa, 12, 0xBB));	     /* theirs, not dirty here */
@@ -699,14 +673,14 @@ static void test_conflict_dirty_block_synced(void **state)
 	assert_true(mentions_number(msg, 9));
 	assert_int_equal(stats_of(a).conflicts, 1);
 
-	OK(a, shma_abort(a));
+	IT_OK(a, shma_abort(a));
 	assert_true(blk_is(xa, 1, 0));
-	OK(a, shma_sync(a, NULL));
+	IT_OK(a, shma_sync(a, NULL));
 	assert_true(blk_is(xa, 9, 0xBB));
 	blk_ptr(xa, 9)[100] = 0xAA;
-	OK(a, shma_commit(a, NULL));
+	IT_OK(a, shma_commit(a, NULL));
 
-	OK(b, shma_sync(b, NULL));
+	IT_OK(b, shma_sync(b, NULL));
 	assert_int_equal(blk_ptr(xb, 9)[100], 0xAA);
 	assert_int_equal(blk_ptr(xb, 9)[99], 0xBB);
 
@@ -786,7 +760,7 @@ static void test_page_granular_commit(void **state)
 	s0 = stats_of(c);
 	for (size_t i = 0; i < ARRAY_SIZE(blocks); i++)
 		p[blocks[i] * BS + (blocks[i] % 16) * IT_PAGE + 17] = (unsigned char)(blocks[i] + 1);
-	OK(c, shma_commit(c, &r1));
+	IT_OK(c, shma_commit(c, &r1));
 	s1 = stats_of(c);
 	assert_int_equal(s1.pages_sent - s0.pages_sent, ARRAY_SIZE(blocks));
 	assert_int_equal(s1.commits - s0.commits, 1);
@@ -794,11 +768,11 @@ static void test_page_granular_commit(void **state)
 	/* two pages of one block: 2; a whole block: 16 */
 	p[BS + 5] = 1;
 	p[BS + 3 * IT_PAGE + 5] = 1;
-	OK(c, shma_commit(c, &r2));
+	IT_OK(c, shma_commit(c, &r2));
 	assert_int_equal(stats_of(c).pages_sent - s1.pages_sent, 2);
 	s1 = stats_of(c);
 	blk_fill(x, 4, 4);
-	OK(c, shma_commit(c, &r3));
+	IT_OK(c, shma_commit(c, &r3));
 	assert_int_equal(stats_of(c).pages_sent - s1.pages_sent, BS / IT_PAGE);
 	assert_true(r1 < r2 && r2 < r3);
 
@@ -813,7 +787,7 @@ static void test_page_granular_commit(void **state)
 	{
 		uint64_t r = 0;
 
-		OK(c, shma_commit(c, &r));
+		IT_OK(c, shma_commit(c, &r));
 		assert_int_equal(r, r3);
 	}
 	assert_int_equal(stats_of(c).pages_sent, s1.pages_sent);
@@ -855,20 +829,20 @@ static void test_abort_discards(void **state)
 	array_create(c, "ab", 4 * BS);
 	x = array_open(c, "ab");
 	blk_fill(x, 0, 1);
-	OK(c, shma_commit(c, &r1));
+	IT_OK(c, shma_commit(c, &r1));
 
 	blk_fill(x, 0, 2);
 	blk_fill(x, 1, 2);
 	blk_ptr(x, 3)[7] = 2;
 	assert_int_equal(shma_fileh_dirty_blocks(x->fh, NULL, 0), 3);
-	OK(c, shma_abort(c));
+	IT_OK(c, shma_abort(c));
 	assert_int_equal(shma_fileh_dirty_blocks(x->fh, NULL, 0), 0);
 	assert_true(blk_is(x, 0, 1));
 	assert_true(blk_is(x, 1, 0));
 	assert_true(blk_is(x, 3, 0));
 
 	s0 = stats_of(c);
-	OK(c, shma_commit(c, &r));
+	IT_OK(c, shma_commit(c, &r));
 	assert_int_equal(r, r1);
 	assert_int_equal(stats_of(c).pages_sent, s0.pages_sent);
 	assert_int_equal(stats_of(c).commits, s0.commits);
@@ -898,9 +872,9 @@ static int killed_writer(int in, int out, void *arg)
 	CHECK_OK(c, shma_connect(broker.socket, &child_opts, &c));
 	CHECK_OK(c, shma_open(c, "kw", &x));
 	p = shma_array_data(x);
-	CHECK(p[0] == 1);
+	IT_CHECK(p[0] == 1);
 	memset(p, 0xEE, 2 * BS);
-	CHECK(p[BS] == 0xEE);
+	IT_CHECK(p[BS] == 0xEE);
 	msg_send(out, 1);
 	child_recv(in); /* killed while waiting */
 	return 2;
@@ -924,7 +898,7 @@ static void test_killed_writer_leaves_nothing(void **state)
 	array_create(c, "kw", 4 * BS);
 	x = array_open(c, "kw");
 	blk_fill(x, 0, 1);
-	OK(c, shma_commit(c, &r1));
+	IT_OK(c, shma_commit(c, &r1));
 	pins0 = it_stat(&t, "pins");
 	clients0 = it_stat(&t, "clients");
 
@@ -939,7 +913,7 @@ static void test_killed_writer_leaves_nothing(void **state)
 	assert_int_equal(it_wait_stat(&t, "pins", pins0, 5000), pins0);
 	assert_int_equal(it_stat(&t, "head"), (long long)r1);
 
-	OK(c, shma_sync(c, NULL));
+	IT_OK(c, shma_sync(c, NULL));
 	assert_int_equal(shma_revision(c), r1);
 	assert_true(blk_is(x, 0, 1));
 	assert_true(blk_is(x, 1, 0));
@@ -971,23 +945,23 @@ static void test_lost_invalidations_resync(void **state)
 	a = conn_open(NULL);
 	b = conn_open(NULL);
 	array_create(b, "scratch", BS);
-	OK(a, shma_sync_to(a, array_create(b, "li", 8 * BS)));
+	IT_OK(a, shma_sync_to(a, array_create(b, "li", 8 * BS)));
 	xa = array_open(a, "li");
 	xb = array_open(b, "li");
 	sb = array_open(b, "scratch");
 	await_stream(a, b, sb);
-	OK(a, shma_sync(a, NULL)); /* caught up */
+	IT_OK(a, shma_sync(a, NULL)); /* caught up */
 
 	/* a gap: of r1, r2 only r2 arrives */
 	s0 = stats_of(a);
 	conn_debug_drop_invalidations(a, 1);
 	blk_fill(xb, 1, 0x11);
-	OK(b, shma_commit(b, &r1));
+	IT_OK(b, shma_commit(b, &r1));
 	blk_fill(xb, 2, 0x22);
-	OK(b, shma_commit(b, &r2));
+	IT_OK(b, shma_commit(b, &r2));
 	await_heard(a, r2);
 	assert_true(blk_is(xa, 1, 0)); /* still the snapshot */
-	OK(a, shma_sync(a, &rev));
+	IT_OK(a, shma_sync(a, &rev));
 	assert_int_equal(rev, r2);
 	assert_true(blk_is(xa, 1, 0x11));
 	assert_true(blk_is(xa, 2, 0x22));
@@ -998,16 +972,16 @@ static void test_lost_invalidations_resync(void **state)
 	/* all lost: nothing heard, the sync asks the broker */
 	conn_debug_drop_invalidations(a, 1);
 	blk_fill(xb, 3, 0x33);
-	OK(b, shma_commit(b, &r3));
+	IT_OK(b, shma_commit(b, &r3));
 	for (int i = 0; i < 100; i++) { /* until the message was dropped */
-		OK(a, shma_poll(a, &rev));
+		IT_OK(a, shma_poll(a, &rev));
 		if (a->drop_next == 0)
 			break;
 		it_sleep_ms(5);
 	}
 	assert_int_equal(a->drop_next, 0);
 	assert_int_equal(rev, r2);
-	OK(a, shma_sync(a, &rev));
+	IT_OK(a, shma_sync(a, &rev));
 	assert_int_equal(rev, r3);
 	assert_true(blk_is(xa, 3, 0x33));
 	s0 = stats_of(a);
@@ -1016,11 +990,11 @@ static void test_lost_invalidations_resync(void **state)
 
 	/* nothing lost, the stream caught up: the sync uses it */
 	blk_fill(xb, 4, 0x44);
-	OK(b, shma_commit(b, &r4));
+	IT_OK(b, shma_commit(b, &r4));
 	blk_ptr(xb, 1)[0] = 0x55;
-	OK(b, shma_commit(b, &r5));
+	IT_OK(b, shma_commit(b, &r5));
 	await_heard(a, r5);
-	OK(a, shma_sync(a, &rev));
+	IT_OK(a, shma_sync(a, &rev));
 	assert_int_equal(rev, r5);
 	assert_true(blk_is(xa, 4, 0x44));
 	assert_int_equal(blk_ptr(xa, 1)[0], 0x55);
@@ -1056,23 +1030,23 @@ static void test_sync_heard_revision_dropped(void **state)
 	a = conn_open(NULL);
 	b = conn_open(NULL);
 	array_create(b, "scratch", BS);
-	OK(a, shma_sync_to(a, array_create(b, "kept", 8 * BS)));
+	IT_OK(a, shma_sync_to(a, array_create(b, "kept", 8 * BS)));
 	xa = array_open(a, "kept");
 	xb = array_open(b, "kept");
 	sb = array_open(b, "scratch");
 	await_stream(a, b, sb);
-	OK(a, shma_sync(a, NULL));
+	IT_OK(a, shma_sync(a, NULL));
 
 	blk_fill(xb, 0, 1);
-	OK(b, shma_commit(b, &r1));
+	IT_OK(b, shma_commit(b, &r1));
 	await_heard(a, r1);
 	conn_debug_drop_invalidations(a, 4);
 	for (int k = 1; k <= 4; k++) {
 		blk_fill(xb, (uint64_t)k, (unsigned char)(k + 1));
-		OK(b, shma_commit(b, &r));
+		IT_OK(b, shma_commit(b, &r));
 	}
 	for (int i = 0; i < 200 && a->drop_next; i++) {
-		OK(a, shma_poll(a, &rev));
+		IT_OK(a, shma_poll(a, &rev));
 		it_sleep_ms(5);
 	}
 	assert_int_equal(a->drop_next, 0);
@@ -1084,7 +1058,7 @@ static void test_sync_heard_revision_dropped(void **state)
 	assert_int_equal(err, 0);
 	assert_true(rev >= r1);
 	assert_true(blk_is(xa, 0, 1));
-	OK(a, shma_sync(a, &rev));
+	IT_OK(a, shma_sync(a, &rev));
 	assert_int_equal(rev, r);
 	assert_true(blk_is(xa, 4, 5));
 
@@ -1165,7 +1139,7 @@ static void test_broker_killed_reconnect(void **state)
 	x = array_open(c, "gone");
 	blk_fill(x, 0, 7);
 	blk_fill(x, 1, 8);
-	OK(c, shma_commit(c, NULL));
+	IT_OK(c, shma_commit(c, NULL));
 	assert_true(blk_is(x, 0, 7)); /* mapped from the pool */
 	assert_true(blk_is(x, 1, 8));
 
@@ -1185,7 +1159,7 @@ static void test_broker_killed_reconnect(void **state)
 		assert_int_equal(shma_open(c, "other", &z), SHMA_EDISCONNECTED);
 		assert_null(z);
 	}
-	OK(c, shma_abort(c)); /* local only */
+	IT_OK(c, shma_abort(c)); /* local only */
 	p[2 * BS] = 1;	      /* again: reconnect drops it */
 	assert_int_equal(shma_reconnect(c), SHMA_EDISCONNECTED); /* no broker yet */
 	/* committed data already mapped stays readable */
@@ -1194,22 +1168,22 @@ static void test_broker_killed_reconnect(void **state)
 
 	/* a fresh in-memory broker on the same socket: the array is gone */
 	broker_restart(&broker);
-	OK(c, shma_reconnect(c));
+	IT_OK(c, shma_reconnect(c));
 	shma_array_info(x, &info);
 	assert_true(info.deleted);
 	assert_true(read_gets_sigbus(blk_ptr(x, 0)));
 	assert_int_equal(shma_fileh_dirty_blocks(x->fh, NULL, 0), 0);
 
 	/* and the connection works: create it again, open, commit */
-	OK(c, shma_create(c, "gone", "|u1", 1, &shape, 'C', 0, &rev));
-	OK(c, shma_sync_to(c, rev));
+	IT_OK(c, shma_create(c, "gone", "|u1", 1, &shape, 'C', 0, &rev));
+	IT_OK(c, shma_sync_to(c, rev));
 	x2 = array_open(c, "gone");
 	shma_array_info(x2, &info);
 	assert_false(info.deleted);
 	assert_int_equal(info.nbytes, 4 * BS);
 	assert_true(blk_is(x2, 0, 0));
 	blk_fill(x2, 3, 3);
-	OK(c, shma_commit(c, &rev));
+	IT_OK(c, shma_commit(c, &rev));
 	assert_true(blk_is(x2, 3, 3));
 	{
 		shma_conn *d = conn_open(NULL);
@@ -1268,14 +1242,14 @@ static void test_broker_killed_durable(void **state)
 	x = array_open(c, "kept");
 	blk_fill(x, 0, 7);
 	blk_fill(x, 1, 8);
-	OK(c, shma_commit(c, &rev));
+	IT_OK(c, shma_commit(c, &rev));
 
 	harness_kill(&broker);
 	p = shma_array_data(x);
 	p[2 * BS] = 1; /* never committed */
 	assert_int_equal(shma_commit(c, NULL), SHMA_EDISCONNECTED);
 	broker_restart(&broker);
-	OK(c, shma_reconnect(c));
+	IT_OK(c, shma_reconnect(c));
 	shma_array_info(x, &info);
 	assert_false(info.deleted);
 	assert_int_equal(info.nbytes, 4 * BS);
@@ -1284,7 +1258,7 @@ static void test_broker_killed_durable(void **state)
 	assert_true(blk_is(x, 1, 8));
 	assert_true(blk_is(x, 2, 0));
 	blk_fill(x, 3, 3);
-	OK(c, shma_commit(c, &rev2));
+	IT_OK(c, shma_commit(c, &rev2));
 	assert_int_equal(rev2, rev + 1);
 	shma_disconnect(&c);
 	it_stop(&broker);
@@ -1388,8 +1362,8 @@ static void test_threads_read_during_commits(void **state)
 	t.xw = array_open(t.w, "th");
 	for (size_t i = 0; i < TH_BLOCKS * BS / 8; i++)
 		((uint64_t *)shma_array_data(t.xw))[i] = 1;
-	OK(t.w, shma_commit(t.w, &rev));
-	OK(t.r, shma_sync_to(t.r, rev));
+	IT_OK(t.w, shma_commit(t.w, &rev));
+	IT_OK(t.r, shma_sync_to(t.r, rev));
 	xr = array_open(t.r, "th");
 	t.data = shma_array_data(xr);
 	assert_int_equal(t.data[0], 1);
@@ -1423,9 +1397,9 @@ static void test_threads_read_during_commits(void **state)
 	assert_true(atomic_load(&t.syncs) >= 3);
 	assert_true(atomic_load(&t.changes) > TH_READERS); /* syncs were seen */
 
-	OK(t.r, shma_sync(t.r, &rev));
+	IT_OK(t.r, shma_sync(t.r, &rev));
 	last = atomic_load(&t.maxval);
-	OK(t.r, shma_sync_to(t.r, shma_revision(t.w)));
+	IT_OK(t.r, shma_sync_to(t.r, shma_revision(t.w)));
 	for (size_t i = 0; i < TH_BLOCKS * BS / 8; i++)
 		if (t.data[i] != last)
 			fail_msg("word %zu: %" PRIu64 ", want %" PRIu64, i, t.data[i], last);
@@ -1455,28 +1429,28 @@ static int fork_child(int in, int out, void *argp)
 	unsigned char *p = shma_array_data(x);
 
 	(void)in;
-	CHECK(p[0] == 5);	  /* mapped in the parent */
-	CHECK(p[BS] == 6);	  /* committed, never touched by the parent */
-	CHECK(p[2 * BS] == 0);	  /* a hole */
-	CHECK(p[3 * BS + 9] == 9); /* the parent's uncommitted change */
+	IT_CHECK(p[0] == 5);	  /* mapped in the parent */
+	IT_CHECK(p[BS] == 6);	  /* committed, never touched by the parent */
+	IT_CHECK(p[2 * BS] == 0);	  /* a hole */
+	IT_CHECK(p[3 * BS + 9] == 9); /* the parent's uncommitted change */
 	p[5] = 55;		  /* the child's own copy */
-	CHECK(p[5] == 55);
-	CHECK(shma_commit(c, &rev) == SHMA_EFORKED);
-	CHECK(shma_sync(c, &rev) == SHMA_EFORKED);
-	CHECK(shma_sync_to(c, 1) == SHMA_EFORKED);
-	CHECK(shma_abort(c) == SHMA_EFORKED);
-	CHECK(shma_open(c, "f", &z) == SHMA_EFORKED && z == NULL);
-	CHECK(shma_poll(c, &rev) == SHMA_EFORKED);
-	CHECK(shma_create(c, "g", "|u1", 1, &n, 'C', 0, NULL) == SHMA_EFORKED);
-	CHECK(shma_delete(c, "f", NULL) == SHMA_EFORKED);
-	CHECK(shma_resize(x, 1, &shape) == SHMA_EFORKED);
-	CHECK(shma_reconnect(c) == SHMA_EFORKED);
+	IT_CHECK(p[5] == 55);
+	IT_CHECK(shma_commit(c, &rev) == SHMA_EFORKED);
+	IT_CHECK(shma_sync(c, &rev) == SHMA_EFORKED);
+	IT_CHECK(shma_sync_to(c, 1) == SHMA_EFORKED);
+	IT_CHECK(shma_abort(c) == SHMA_EFORKED);
+	IT_CHECK(shma_open(c, "f", &z) == SHMA_EFORKED && z == NULL);
+	IT_CHECK(shma_poll(c, &rev) == SHMA_EFORKED);
+	IT_CHECK(shma_create(c, "g", "|u1", 1, &n, 'C', 0, NULL) == SHMA_EFORKED);
+	IT_CHECK(shma_delete(c, "f", NULL) == SHMA_EFORKED);
+	IT_CHECK(shma_resize(x, 1, &shape) == SHMA_EFORKED);
+	IT_CHECK(shma_reconnect(c) == SHMA_EFORKED);
 	shma_array_info(x, &info);
-	CHECK(info.nbytes == 4 * BS);
+	IT_CHECK(info.nbytes == 4 * BS);
 	shma_close(&x);
-	CHECK(x == NULL);
+	IT_CHECK(x == NULL);
 	shma_disconnect(&c);
-	CHECK(c == NULL);
+	IT_CHECK(c == NULL);
 	msg_send(out, 1);
 	return 0;
 }
@@ -1498,7 +1472,7 @@ static void test_fork(void **state)
 	x = array_open(c, "f");
 	blk_fill(x, 0, 5);
 	blk_fill(x, 1, 6);
-	OK(c, shma_commit(c, NULL));
+	IT_OK(c, shma_commit(c, NULL));
 	assert_int_equal(blk_ptr(x, 0)[0], 5);
 	blk_ptr(x, 3)[9] = 9; /* uncommitted */
 	before = shma_revision(c);
@@ -1513,16 +1487,16 @@ static void test_fork(void **state)
 	assert_int_equal(shma_revision(c), before);
 	assert_int_equal(blk_ptr(x, 0)[5], 5);
 	assert_int_equal(blk_ptr(x, 3)[9], 9);
-	OK(c, shma_poll(c, &newest));
-	OK(c, shma_sync(c, NULL));
+	IT_OK(c, shma_poll(c, &newest));
+	IT_OK(c, shma_sync(c, NULL));
 	blk_ptr(x, 2)[0] = 2;
-	OK(c, shma_commit(c, &rev));
+	IT_OK(c, shma_commit(c, &rev));
 	assert_true(rev > before);
 	rev = array_create(c, "f2", BS);
 	g = array_open(c, "f2");
 	shma_close(&g);
 
-	OK(d, shma_sync_to(d, rev));
+	IT_OK(d, shma_sync_to(d, rev));
 	y = array_open(d, "f");
 	assert_int_equal(blk_ptr(y, 3)[9], 9);
 	assert_int_equal(blk_ptr(y, 2)[0], 2);
@@ -1551,26 +1525,26 @@ static void test_resize(void **state)
 	a = conn_open(NULL);
 	b = conn_open(NULL);
 	array_create(a, "rs", 4 * BS);
-	OK(b, shma_sync(b, NULL));
+	IT_OK(b, shma_sync(b, NULL));
 	xa = array_open(a, "rs");
 	xb = array_open(b, "rs");
 	blk_fill(xa, 2, 0x77);
-	OK(a, shma_commit(a, NULL));
+	IT_OK(a, shma_commit(a, NULL));
 
 	/* grow, write the new part, commit */
 	shape = 8 * BS;
-	OK(a, shma_resize(xa, 1, &shape));
+	IT_OK(a, shma_resize(xa, 1, &shape));
 	shma_array_info(xa, &info);
 	assert_int_equal(info.shape[0], 8 * BS);
 	assert_int_equal(info.nblocks, 8);
 	for (uint64_t k = 5; k < 8; k++)
 		blk_fill(xa, k, (unsigned char)(0x50 + k));
 	assert_true(blk_is(xa, 4, 0));
-	OK(a, shma_commit(a, &rev));
+	IT_OK(a, shma_commit(a, &rev));
 
 	shma_array_info(xb, &info);
 	assert_int_equal(info.shape[0], 4 * BS); /* B's snapshot */
-	OK(b, shma_sync_to(b, rev));
+	IT_OK(b, shma_sync_to(b, rev));
 	shma_array_info(xb, &info);
 	assert_int_equal(info.ndim, 1);
 	assert_int_equal(info.shape[0], 8 * BS);
@@ -1583,9 +1557,9 @@ static void test_resize(void **state)
 
 	/* shrink cuts: blocks past the end go, the tail of the last is zeroed */
 	shape = 2 * BS + 100;
-	OK(a, shma_resize(xa, 1, &shape));
-	OK(a, shma_commit(a, NULL));
-	OK(b, shma_sync(b, NULL));
+	IT_OK(a, shma_resize(xa, 1, &shape));
+	IT_OK(a, shma_commit(a, NULL));
+	IT_OK(b, shma_sync(b, NULL));
 	shma_array_info(xb, &info);
 	assert_int_equal(info.shape[0], 2 * BS + 100);
 	assert_int_equal(info.nblocks, 3);
@@ -1597,9 +1571,9 @@ static void test_resize(void **state)
 
 	/* grow again: what was cut reads as zeros */
 	shape = 8 * BS;
-	OK(a, shma_resize(xa, 1, &shape));
-	OK(a, shma_commit(a, NULL));
-	OK(b, shma_sync(b, NULL));
+	IT_OK(a, shma_resize(xa, 1, &shape));
+	IT_OK(a, shma_commit(a, NULL));
+	IT_OK(b, shma_sync(b, NULL));
 	p = shma_array_data(xb);
 	assert_int_equal(p[2 * BS + 99], 0x77);
 	for (size_t i = 2 * BS + 100; i < 3 * BS; i++)
@@ -1612,9 +1586,9 @@ static void test_resize(void **state)
 	{
 		uint64_t sh2[2] = { 4, 2 * BS };
 
-		OK(a, shma_resize(xa, 2, sh2));
-		OK(a, shma_commit(a, NULL));
-		OK(b, shma_sync(b, NULL));
+		IT_OK(a, shma_resize(xa, 2, sh2));
+		IT_OK(a, shma_commit(a, NULL));
+		IT_OK(b, shma_sync(b, NULL));
 		shma_array_info(xb, &info);
 		assert_int_equal(info.ndim, 2);
 		assert_int_equal(info.shape[0], 4);
@@ -1642,47 +1616,47 @@ static void test_resize_conflicts(void **state)
 	a = conn_open(NULL);
 	b = conn_open(NULL);
 	array_create(a, "rc", 4 * BS);
-	OK(b, shma_sync(b, NULL));
+	IT_OK(b, shma_sync(b, NULL));
 	xa = array_open(a, "rc");
 	xb = array_open(b, "rc");
 
 	/* data first, then a resize from the older snapshot */
 	blk_fill(xb, 0, 1);
-	OK(b, shma_commit(b, NULL));
+	IT_OK(b, shma_commit(b, NULL));
 	shape = 8 * BS;
-	OK(a, shma_resize(xa, 1, &shape));
+	IT_OK(a, shma_resize(xa, 1, &shape));
 	assert_int_equal(shma_commit(a, NULL), SHMA_ECONFLICT);
 	fprintf(stderr, "conflict message: %s\n", shma_conn_error(a));
 	assert_non_null(strstr(shma_conn_error(a), "rc"));
-	OK(a, shma_abort(a));
+	IT_OK(a, shma_abort(a));
 	shma_array_info(xa, &info);
 	assert_int_equal(info.shape[0], 4 * BS);
-	OK(a, shma_sync(a, NULL));
-	OK(a, shma_resize(xa, 1, &shape));
-	OK(a, shma_commit(a, NULL));
+	IT_OK(a, shma_sync(a, NULL));
+	IT_OK(a, shma_resize(xa, 1, &shape));
+	IT_OK(a, shma_commit(a, NULL));
 
 	/* a resize first, then data from the older snapshot */
 	blk_fill(xb, 1, 2);
 	assert_int_equal(shma_commit(b, NULL), SHMA_ECONFLICT);
 	fprintf(stderr, "conflict message: %s\n", shma_conn_error(b));
-	OK(b, shma_abort(b));
-	OK(b, shma_sync(b, NULL));
+	IT_OK(b, shma_abort(b));
+	IT_OK(b, shma_sync(b, NULL));
 	shma_array_info(xb, &info);
 	assert_int_equal(info.shape[0], 8 * BS);
 	blk_fill(xb, 1, 2);
-	OK(b, shma_commit(b, NULL));
+	IT_OK(b, shma_commit(b, NULL));
 
 	/* the data change seen by a sync during a resize: the commit conflicts */
-	OK(a, shma_sync(a, NULL));
+	IT_OK(a, shma_sync(a, NULL));
 	shape = 6 * BS;
-	OK(a, shma_resize(xa, 1, &shape));
+	IT_OK(a, shma_resize(xa, 1, &shape));
 	shape = 5 * BS;
-	OK(b, shma_resize(xb, 1, &shape));
-	OK(b, shma_commit(b, NULL));
-	OK(a, shma_sync(a, NULL)); /* both changed the shape */
+	IT_OK(b, shma_resize(xb, 1, &shape));
+	IT_OK(b, shma_commit(b, NULL));
+	IT_OK(a, shma_sync(a, NULL)); /* both changed the shape */
 	assert_int_equal(shma_commit(a, NULL), SHMA_ECONFLICT);
-	OK(a, shma_abort(a));
-	OK(a, shma_sync(a, NULL));
+	IT_OK(a, shma_abort(a));
+	IT_OK(a, shma_sync(a, NULL));
 	shma_array_info(xa, &info);
 	assert_int_equal(info.shape[0], 5 * BS);
 
@@ -1711,16 +1685,16 @@ static void test_delete_recreate(void **state)
 	xa = array_open(a, "dr");
 	blk_fill(xa, 0, 1);
 	blk_fill(xa, 1, 1);
-	OK(a, shma_commit(a, NULL));
+	IT_OK(a, shma_commit(a, NULL));
 	assert_true(blk_is(xa, 0, 1)); /* block 0 mapped, block 1 not yet */
 
 	/* B deletes it; A's snapshot still has it */
-	OK(b, shma_delete(b, "dr", &rev));
+	IT_OK(b, shma_delete(b, "dr", &rev));
 	assert_true(blk_is(xa, 0, 1));
 	shma_array_info(xa, &info);
 	assert_false(info.deleted);
 
-	OK(a, shma_sync(a, NULL));
+	IT_OK(a, shma_sync(a, NULL));
 	assert_true(shma_revision(a) >= rev);
 	shma_array_info(xa, &info);
 	assert_true(info.deleted);
@@ -1729,14 +1703,14 @@ static void test_delete_recreate(void **state)
 	assert_int_equal(shma_open(a, "dr", &xa2), -ENOENT);
 
 	/* re-created (another shape), with data */
-	OK(b, shma_create(b, "dr", "|u1", 1, &shape, 'C', 0, &rev));
-	OK(b, shma_sync_to(b, rev));
+	IT_OK(b, shma_create(b, "dr", "|u1", 1, &shape, 'C', 0, &rev));
+	IT_OK(b, shma_sync_to(b, rev));
 	xb = array_open(b, "dr");
 	assert_true(blk_is(xb, 0, 0));
 	blk_fill(xb, 1, 9);
-	OK(b, shma_commit(b, &rev));
+	IT_OK(b, shma_commit(b, &rev));
 
-	OK(a, shma_sync_to(a, rev));
+	IT_OK(a, shma_sync_to(a, rev));
 	xa2 = array_open(a, "dr");
 	shma_array_info(xa2, &info);
 	assert_false(info.deleted);
@@ -1745,8 +1719,8 @@ static void test_delete_recreate(void **state)
 	assert_true(blk_is(xa2, 0, 0));
 	assert_true(blk_is(xa2, 1, 9));
 	blk_ptr(xa2, 0)[0] = 3;
-	OK(a, shma_commit(a, NULL));
-	OK(b, shma_sync(b, NULL));
+	IT_OK(a, shma_commit(a, NULL));
+	IT_OK(b, shma_sync(b, NULL));
 	assert_int_equal(blk_ptr(xb, 0)[0], 3);
 
 	shma_close(&xa2);
@@ -1778,7 +1752,7 @@ static void test_budget_max_pages(void **state)
 	 * in the order of the blocks, so mappings cannot merge into one VMA */
 	for (uint64_t k = nblk; k-- > 0;) {
 		blk_fill(xw, k, (unsigned char)(k + 1));
-		OK(w, shma_commit(w, NULL));
+		IT_OK(w, shma_commit(w, NULL));
 	}
 
 	/* the control: without a budget every block costs a VMA */
@@ -1840,8 +1814,8 @@ static void test_prefault_syscalls(void **state)
 	p = shma_array_data(x);
 	for (size_t i = 0; i < BS; i++)
 		p[BS + i] = (unsigned char)(i % 251);
-	OK(c, shma_commit(c, NULL));
-	OK(c, shma_sync(c, NULL));
+	IT_OK(c, shma_commit(c, NULL));
+	IT_OK(c, shma_sync(c, NULL));
 	buf = malloc(BS);
 	assert_non_null(buf);
 	fd = memfd_create("pf", MFD_CLOEXEC);
@@ -1855,7 +1829,7 @@ static void test_prefault_syscalls(void **state)
 	assert_int_equal(errno, EFAULT);
 
 	/* prefault (read), then write(2) from the array */
-	OK(c, shma_prefault(p + BS, BS, 0));
+	IT_OK(c, shma_prefault(p + BS, BS, 0));
 	assert_true(shma_mapping_block_mapped(x->map, 1));
 	assert_int_equal(pwrite(fd, p + BS, BS, 0), (ssize_t)BS);
 	assert_int_equal(pread(fd, buf, BS, 0), (ssize_t)BS);
@@ -1866,12 +1840,12 @@ static void test_prefault_syscalls(void **state)
 	for (size_t i = 0; i < 2 * IT_PAGE; i++)
 		buf[i] = (unsigned char)(i % 13 + 1);
 	assert_int_equal(pwrite(fd, buf, 2 * IT_PAGE, 0), 2 * IT_PAGE);
-	OK(c, shma_prefault(p + 2 * BS + IT_PAGE, 2 * IT_PAGE, SHMA_PREFAULT_WRITE));
+	IT_OK(c, shma_prefault(p + 2 * BS + IT_PAGE, 2 * IT_PAGE, SHMA_PREFAULT_WRITE));
 	assert_int_equal(pread(fd, p + 2 * BS + IT_PAGE, 2 * IT_PAGE, 0), 2 * IT_PAGE);
 	/* and a range that is not in any mapping */
 	assert_int_equal(shma_prefault(buf, 16, 0), SHMA_ENOTMAPPED);
 	s0 = stats_of(c);
-	OK(c, shma_commit(c, NULL));
+	IT_OK(c, shma_commit(c, NULL));
 	assert_int_equal(stats_of(c).pages_sent - s0.pages_sent, 2);
 
 	d = conn_open(NULL);
@@ -1903,21 +1877,21 @@ static int ro_child(int in, int out, void *arg)
 	(void)out;
 	(void)arg;
 	shma_vm_install_handler();
-	CHECK(setgroups(0, NULL) == 0);
-	CHECK(setgid(65534) == 0);
-	CHECK(setuid(65534) == 0);
+	IT_CHECK(setgroups(0, NULL) == 0);
+	IT_CHECK(setgid(65534) == 0);
+	IT_CHECK(setuid(65534) == 0);
 	CHECK_OK(c, shma_connect(broker.socket, &child_opts, &c));
-	CHECK(!shma_writable(c));
+	IT_CHECK(!shma_writable(c));
 	CHECK_OK(c, shma_open(c, "ro", &x));
 	p = shma_array_data(x);
-	CHECK(p[0] == 4 && p[BS - 1] == 4);
+	IT_CHECK(p[0] == 4 && p[BS - 1] == 4);
 	p[1] = 5; /* a private copy; it cannot be committed */
-	CHECK(shma_commit(c, NULL) == -EROFS);
-	CHECK(strlen(shma_conn_error(c)) > 0);
-	CHECK(shma_create(c, "ro2", "|u1", 1, &n, 'C', 0, NULL) == -EROFS);
-	CHECK(shma_delete(c, "ro", NULL) == -EROFS);
+	IT_CHECK(shma_commit(c, NULL) == -EROFS);
+	IT_CHECK(strlen(shma_conn_error(c)) > 0);
+	IT_CHECK(shma_create(c, "ro2", "|u1", 1, &n, 'C', 0, NULL) == -EROFS);
+	IT_CHECK(shma_delete(c, "ro", NULL) == -EROFS);
 	CHECK_OK(c, shma_abort(c));
-	CHECK(p[1] == 4);
+	IT_CHECK(p[1] == 4);
 	CHECK_OK(c, shma_sync(c, NULL));
 	shma_close(&x);
 	shma_disconnect(&c);
@@ -1932,9 +1906,9 @@ static int denied_child(int in, int out, void *arg)
 	(void)in;
 	(void)out;
 	(void)arg;
-	CHECK(setgroups(0, NULL) == 0);
-	CHECK(setgid(65533) == 0);
-	CHECK(setuid(65533) == 0);
+	IT_CHECK(setgroups(0, NULL) == 0);
+	IT_CHECK(setgid(65533) == 0);
+	IT_CHECK(setuid(65533) == 0);
 	/* the broker answers the hello with its refusal and closes: however
 	 * the two race, the client must report the refusal */
 	for (int i = 0; i < 20; i++) {
@@ -1942,8 +1916,8 @@ static int denied_child(int in, int out, void *arg)
 		if (err != -EACCES)
 			fprintf(stderr, "denied child: attempt %d: shma_connect: %d %s\n", i, err,
 				shma_strerror(err));
-		CHECK(err == -EACCES);
-		CHECK(c == NULL);
+		IT_CHECK(err == -EACCES);
+		IT_CHECK(c == NULL);
 	}
 	return 0;
 }
@@ -1980,13 +1954,13 @@ static void test_readonly_connection(void **state)
 	array_create(c, "ro", 2 * BS);
 	x = array_open(c, "ro");
 	blk_fill(x, 0, 4);
-	OK(c, shma_commit(c, NULL));
+	IT_OK(c, shma_commit(c, NULL));
 
 	child_start(&ch, ro_child, NULL);
 	child_done(&ch);
 
 	/* nothing changed */
-	OK(c, shma_sync(c, NULL));
+	IT_OK(c, shma_sync(c, NULL));
 	assert_true(blk_is(x, 0, 4));
 	assert_true(blk_is(x, 1, 0));
 	shma_close(&x);

@@ -772,15 +772,6 @@ static void test_round_trip(void **state)
 
 /* ---- the same through libshm, and an ArrayRef across the crash -------------------- */
 
-#define OK(c, call)                                                                         \
-	do {                                                                                \
-		int e_ = (call);                                                            \
-		if (e_)                                                                     \
-			fprintf(stderr, "%s:%d: %s: %s (%s)\n", __FILE__, __LINE__, #call,  \
-				shma_strerror(e_), (c) ? shma_conn_error(c) : shma_last_error()); \
-		assert_int_equal(e_, 0);                                                    \
-	} while (0)
-
 static void test_libshm_reconnect_and_ref(void **state)
 {
 	const uint64_t shape[2] = { 1000, 100 }; /* 800000 B of <f8: 13 blocks */
@@ -796,26 +787,26 @@ static void test_libshm_reconnect_and_ref(void **state)
 	(void)state;
 	assert_int_equal(shma_vm_install_handler(), 0);
 	it_start(&broker, NULL);
-	OK(c, shma_connect(broker.socket, NULL, &c));
-	OK(c, shma_create(c, "m", "<f8", 2, shape, 'F', 0, NULL));
-	OK(c, shma_sync(c, NULL));
-	OK(c, shma_open(c, "m", &x));
+	IT_OK(c, shma_connect(broker.socket, NULL, &c));
+	IT_OK(c, shma_create(c, "m", "<f8", 2, shape, 'F', 0, NULL));
+	IT_OK(c, shma_sync(c, NULL));
+	IT_OK(c, shma_open(c, "m", &x));
 	p = shma_array_data(x);
 	for (size_t i = 0; i < 100000; i++)
 		p[i] = (double)i * 0.5;
-	OK(c, shma_commit(c, &rev1));
-	OK(c, shma_view_of(x, &v));
-	OK(c, shma_ref_make(&v, &ref)); /* names rev1 */
+	IT_OK(c, shma_commit(c, &rev1));
+	IT_OK(c, shma_view_of(x, &v));
+	IT_OK(c, shma_ref_make(&v, &ref)); /* names rev1 */
 	assert_int_equal(ref.revision, rev1);
 	p = shma_array_data(x);
 	p[7] = -1;
 	p[99999] = -2;
-	OK(c, shma_commit(c, &rev2));
+	IT_OK(c, shma_commit(c, &rev2));
 
 	harness_kill(&broker);
 	assert_int_equal(shma_sync(c, NULL), SHMA_EDISCONNECTED);
 	restart(&broker);
-	OK(c, shma_reconnect(c));
+	IT_OK(c, shma_reconnect(c));
 	assert_int_equal(shma_revision(c), rev2);
 	shma_array_info(x, &info);
 	assert_false(info.deleted);
@@ -833,7 +824,7 @@ static void test_libshm_reconnect_and_ref(void **state)
 	}
 
 	/* the ref made before the crash: same store, rev1 still retained */
-	OK(NULL, shma_ref_open(&ref, 0, &rx, &rv));
+	IT_OK(NULL, shma_ref_open(&ref, 0, &rx, &rv));
 	assert_int_equal(shma_array_revision(rx), rev1);
 	q = (const double *)rv.data;
 	assert_true(q[7] == 3.5);
@@ -843,10 +834,10 @@ static void test_libshm_reconnect_and_ref(void **state)
 	/* the next commit is the next revision, and others see it */
 	p = shma_array_data(x);
 	p[8] = 42;
-	OK(c, shma_commit(c, &rev3));
+	IT_OK(c, shma_commit(c, &rev3));
 	assert_int_equal(rev3, rev2 + 1);
-	OK(d, shma_connect(broker.socket, NULL, &d));
-	OK(d, shma_open(d, "m", &y));
+	IT_OK(d, shma_connect(broker.socket, NULL, &d));
+	IT_OK(d, shma_open(d, "m", &y));
 	q = shma_array_data(y);
 	assert_true(q[8] == 42 && q[7] == -1 && q[9] == 4.5);
 	shma_close(&y);

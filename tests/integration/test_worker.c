@@ -65,15 +65,6 @@ static int teardown(void **state)
 	return it_teardown_harness(&broker);
 }
 
-#define OK(c, call)                                                                         \
-	do {                                                                                \
-		int e_ = (call);                                                            \
-		if (e_)                                                                     \
-			fprintf(stderr, "%s:%d: %s: %s (%s)\n", __FILE__, __LINE__, #call,  \
-				shma_strerror(e_), (c) ? shma_conn_error(c) : "");          \
-		assert_int_equal(e_, 0);                                                    \
-	} while (0)
-
 /* ---- the worker process ------------------------------------------------------- */
 
 static void worker_path(char *out, size_t len)
@@ -236,21 +227,21 @@ static void make_data(struct data *d)
 {
 	uint64_t shape[2] = { ROWS, COLS }, n = ROWS * COLS, rev;
 
-	OK(NULL, shma_connect(broker.socket, NULL, &d->c));
-	OK(d->c, shma_create(d->c, "t/a", "<f8", 2, shape, 'C', 0, NULL));
-	OK(d->c, shma_create(d->c, "t/i", "<i4", 1, &n, 'C', 0, &rev));
-	OK(d->c, shma_sync_to(d->c, rev));
-	OK(d->c, shma_open(d->c, "t/a", &d->a));
-	OK(d->c, shma_open(d->c, "t/i", &d->ai));
+	IT_OK(NULL, shma_connect(broker.socket, NULL, &d->c));
+	IT_OK(d->c, shma_create(d->c, "t/a", "<f8", 2, shape, 'C', 0, NULL));
+	IT_OK(d->c, shma_create(d->c, "t/i", "<i4", 1, &n, 'C', 0, &rev));
+	IT_OK(d->c, shma_sync_to(d->c, rev));
+	IT_OK(d->c, shma_open(d->c, "t/a", &d->a));
+	IT_OK(d->c, shma_open(d->c, "t/i", &d->ai));
 	double *x = shma_array_data(d->a);
 	int32_t *y = shma_array_data(d->ai);
 	for (uint64_t k = 0; k < n; k++) {
 		x[k] = val(k);
 		y[k] = (int32_t)(k * 1000003 % 2000001) - 1000000;
 	}
-	OK(d->c, shma_commit(d->c, NULL));
-	OK(d->c, shma_view_of(d->a, &d->va));
-	OK(d->c, shma_view_of(d->ai, &d->vai));
+	IT_OK(d->c, shma_commit(d->c, NULL));
+	IT_OK(d->c, shma_view_of(d->a, &d->va));
+	IT_OK(d->c, shma_view_of(d->ai, &d->vai));
 }
 
 static void free_data(struct data *d)
@@ -298,7 +289,7 @@ static struct shma_view open_result(const struct job_result *r, shma_array **a)
 	struct shma_view v;
 
 	assert_true(r->has_ref);
-	OK(NULL, shma_ref_open(&r->ref, 0, a, &v));
+	IT_OK(NULL, shma_ref_open(&r->ref, 0, a, &v));
 	return v;
 }
 
