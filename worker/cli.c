@@ -641,6 +641,28 @@ static void load(const char *p, unsigned size, bool swap, void *out)
 		o[i] = (unsigned char)p[size - 1 - i];
 }
 
+/* An integer of `size` bytes at p, zero-extended. */
+static uint64_t load_uint(const char *p, unsigned size, bool swap)
+{
+	uint16_t h;
+	uint32_t w;
+	uint64_t q;
+
+	switch (size) {
+	case 1:
+		return (unsigned char)*p;
+	case 2:
+		load(p, 2, swap, &h);
+		return h;
+	case 4:
+		load(p, 4, swap, &w);
+		return w;
+	default:
+		load(p, 8, swap, &q);
+		return q;
+	}
+}
+
 /* A float of `size` bytes at p as a double (bits16: a half's bits). */
 static double load_float(const char *p, unsigned size, bool swap, uint16_t *bits16)
 {
@@ -674,47 +696,16 @@ static void fmt_item(const char *p, const struct dtype *dt, bool json, char *buf
 		snprintf(buf, len, "%s", *p ? (json ? "true" : "True") : (json ? "false" : "False"));
 		return;
 	case 'i': {
-		int64_t v = 0;
+		uint64_t u = load_uint(p, dt->size, swap);
+		int64_t v = dt->size == 1 ? (int8_t)u : dt->size == 2 ? (int16_t)u :
+			    dt->size == 4 ? (int32_t)u : (int64_t)u;
 
-		if (dt->size == 1) {
-			v = (int8_t)*p;
-		} else if (dt->size == 2) {
-			int16_t x;
-
-			load(p, 2, swap, &x);
-			v = x;
-		} else if (dt->size == 4) {
-			int32_t x;
-
-			load(p, 4, swap, &x);
-			v = x;
-		} else {
-			load(p, 8, swap, &v);
-		}
 		snprintf(buf, len, "%" PRId64, v);
 		return;
 	}
-	case 'u': {
-		uint64_t v = 0;
-
-		if (dt->size == 1) {
-			v = (unsigned char)*p;
-		} else if (dt->size == 2) {
-			uint16_t x;
-
-			load(p, 2, swap, &x);
-			v = x;
-		} else if (dt->size == 4) {
-			uint32_t x;
-
-			load(p, 4, swap, &x);
-			v = x;
-		} else {
-			load(p, 8, swap, &v);
-		}
-		snprintf(buf, len, "%" PRIu64, v);
+	case 'u':
+		snprintf(buf, len, "%" PRIu64, load_uint(p, dt->size, swap));
 		return;
-	}
 	case 'f': {
 		double v = load_float(p, dt->size, swap, &b16);
 		char t[48];
