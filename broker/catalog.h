@@ -15,7 +15,8 @@
  * Retained: the newest keep_revisions revisions and every revision younger
  * than keep_ms.  So a slot is never written while any snapshot can see it.
  *
- * Not thread-safe: the broker's main loop owns it.
+ * Not thread-safe: the broker's main loop owns it.  (Its own helper threads
+ * only copy pages into slots no one else uses yet: see catalog_fill_start.)
  */
 #ifndef SHMA_BROKER_CATALOG_H
 #define SHMA_BROKER_CATALOG_H

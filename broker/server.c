@@ -632,9 +632,14 @@ static void server_flush(struct server *s)
 	if (s->store->ops->pending(s->store))
 		r = s->store->ops->sync(s->store);
 	catalog_batch_end(s->cat, r == 0);
-	if (r)
-		log_error("the store failed (%s): the last %s undone", strerror(-r),
-			  s->pend && s->pend->next ? "changes were" : "change was");
+	if (r) {
+		size_t n = 0;
+
+		for (p = s->pend; p; p = p->next)
+			n += p->kind != PEND_REPLY;
+		log_error("the store failed (%s): %zu change%s undone", strerror(-r), n,
+			  n == 1 ? "" : "s");
+	}
 	while ((p = s->pend)) {
 		s->pend = p->next;
 		p->c->npending--;
