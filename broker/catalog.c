@@ -33,6 +33,20 @@ struct revtime {
 	uint64_t rev, ms;
 };
 
+/* A block's spare slot (catalog.h): it holds block blk of a as of revision
+ * rev.  On the catalog's list, oldest first. */
+struct cat_spare {
+	struct cat_array *a;
+	uint64_t blk, slot, rev;
+	struct cat_spare *older, *newer;
+	struct cat_spare *next; /* the block's next older spare */
+};
+
+/* One spare per block is enough when its old versions are freed as fast as
+ * it is committed to; the second absorbs the commits that come just before
+ * the next old version is freed. */
+#define SPARES_PER_BLOCK 2
+
 /* A superseded version waiting to be freed: a block version or a metadata
  * version of array a, seen by revisions [from, until). */
 struct gc_entry {
@@ -66,6 +80,9 @@ struct catalog {
 	size_t ngc, capgc;
 
 	uint64_t nversions, commits, conflicts;
+
+	struct cat_spare *spare_oldest, *spare_newest;
+	uint64_t nspares, spare_bytes;
 
 	/* revisions below floor are not kept whatever the retention says: the
 	 * store kept nothing older (set by catalog_restore_done) */
@@ -337,6 +354,189 @@ void catalog_changes(const struct cat_array *a, uint64_t from, uint64_t to,
 	}
 }
 
+/* ---- chunks and spares ----------------------------------------------------- */
+
+static uint64_t chunk_size(uint64_t blksize)
+{
+	return blksize / CAT_CHUNKS > PAGE_4K ? blksize / CAT_CHUNKS : PAGE_4K;
+}
+
+/* Mark the chunks overlapping bytes [from, to) of a block. */
+static void chunks_mark(uint64_t *bm, uint64_t blksize, uint64_t from, uint64_t to)
+{
+	uint64_t cs = chunk_size(blksize);
+
+	for (uint64_t i = from / cs; i * cs < to; i++)
+		bm[i / 64] |= UINT64_C(1) << (i % 64);
+}
+
+static void chunks_all(uint64_t *bm)
+{
+	memset(bm, 0xff, CAT_CHUNK_WORDS * sizeof(*bm));
+}
+
+static bool chunk_marked(const uint64_t *bm, uint64_t i)
+{
+	return bm[i / 64] >> (i % 64) & 1;
+}
+
+static void spare_unlink(struct catalog *c, struct cat_spare *s)
+{
+	struct cat_spare *first = pagemap_get(&s->a->spares, s->blk);
+
+	if (s->older)
+		s->older->newer = s->newer;
+	else
+		c->spare_oldest = s->newer;
+	if (s->newer)
+		s->newer->older = s->older;
+	else
+		c->spare_newest = s->older;
+	if (first == s) {
+		if (s->next)
+			pagemap_set(&s->a->spares, s->blk, s->next); /* replaces: cannot fail */
+		else
+			pagemap_del(&s->a->spares, s->blk);
+	} else {
+		while (first->next != s)
+			first = first->next;
+		first->next = s->next;
+	}
+	c->nspares--;
+	c->spare_bytes -= s->a->blksize;
+}
+
+/* Give a spare's slot back to the pool. */
+static void spare_drop(struct catalog *c, struct cat_spare *s)
+{
+	spare_unlink(c, s);
+	pool_free(c->pool, s->slot, s->a->blksize);
+	free(s);
+}
+
+/* Version v of block blk of a is freed (by GC): the spares stay correct.
+ * If an older version is still on the chain, the newer version's changed
+ * chunks now count from it, so they take v's too.  If not, nothing can
+ * bring spares older than v up to date any more: they go.  v's own slot
+ * then becomes a spare (spare_put). */
+static void spares_version_freed(struct catalog *c, struct cat_array *a, uint64_t blk,
+				 struct cat_blkver *v)
+{
+	struct cat_spare *s, *last;
+
+	if (v->older) {
+		for (size_t i = 0; i < CAT_CHUNK_WORDS; i++)
+			v->newer->changed[i] |= v->changed[i];
+		return;
+	}
+	for (;;) {
+		for (last = NULL, s = pagemap_get(&a->spares, blk); s; s = s->next)
+			last = s;
+		if (!last || last->rev >= v->rev)
+			return;
+		spare_drop(c, last);
+	}
+}
+
+/* A freed version's slot (it holds blk as of rev) becomes one of the
+ * block's spares, unless the block has SPARES_PER_BLOCK newer ones (then
+ * it goes back to the pool; an older one makes room). */
+static void spare_put(struct catalog *c, struct cat_array *a, uint64_t blk, uint64_t slot,
+		      uint64_t rev)
+{
+	struct cat_spare *first, *s, *last = NULL, **pp;
+	size_t n = 0;
+
+	for (s = pagemap_get(&a->spares, blk); s; s = s->next) {
+		n++;
+		last = s;
+	}
+	if (n >= SPARES_PER_BLOCK && last->rev < rev) {
+		spare_drop(c, last);
+		n--;
+	}
+	first = pagemap_get(&a->spares, blk);
+	if (a->deleted != CAT_LIVE || n >= SPARES_PER_BLOCK || !(s = malloc(sizeof(*s)))) {
+		pool_free(c->pool, slot, a->blksize);
+		return;
+	}
+	*s = (struct cat_spare){ .a = a, .blk = blk, .slot = slot, .rev = rev,
+				 .older = c->spare_newest };
+	if (!first || first->rev < rev) { /* the newest: it heads the block's list */
+		s->next = first;
+		if (pagemap_set(&a->spares, blk, s)) {
+			free(s);
+			pool_free(c->pool, slot, a->blksize);
+			return;
+		}
+	} else {
+		for (pp = &first->next; *pp && (*pp)->rev > rev; pp = &(*pp)->next)
+			;
+		s->next = *pp;
+		*pp = s;
+	}
+	if (c->spare_newest)
+		c->spare_newest->newer = s;
+	else
+		c->spare_oldest = s;
+	c->spare_newest = s;
+	c->nspares++;
+	c->spare_bytes += a->blksize;
+}
+
+/* A slot of size bytes for a new version.  Memory the pool used before
+ * comes first, then the oldest spares are given back, and only then is
+ * untouched memory taken: spares never make the pool touch more memory. */
+static bool slot_alloc(struct catalog *c, uint64_t size, uint64_t *off)
+{
+	while (c->spare_oldest) {
+		if (pool_alloc_reused(c->pool, size, off))
+			return true;
+		spare_drop(c, c->spare_oldest);
+	}
+	return pool_alloc(c->pool, size, off);
+}
+
+/* Block blk of a gets its newest spare as the new version's slot, if it
+ * has one;
+ * delta: the chunks that may differ between the spare and the block's
+ * current version head, which the commit must copy: every chunk changed by
+ * a version newer than the spare.  Freed versions are among them too: a
+ * version taken off the chain hands its changed chunks to the newer one
+ * (gc_free_entry), so the chain's versions newer than the spare carry
+ * them all. */
+static bool spare_take(struct catalog *c, struct cat_array *a, uint64_t blk,
+		       const struct cat_blkver *head, uint64_t *slot, uint64_t *delta)
+{
+	struct cat_spare *s = pagemap_get(&a->spares, blk);
+
+	if (!s || !head || head->slot == CAT_HOLE)
+		return false;
+	memset(delta, 0, CAT_CHUNK_WORDS * sizeof(*delta));
+	for (const struct cat_blkver *v = head; v && v->rev > s->rev; v = v->older)
+		for (size_t i = 0; i < CAT_CHUNK_WORDS; i++)
+			delta[i] |= v->changed[i];
+	*slot = s->slot;
+	spare_unlink(c, s);
+	free(s);
+	return true;
+}
+
+static void spares_drop_array(struct catalog *c, struct cat_array *a)
+{
+	uint64_t blk;
+	void *val;
+
+	while (pagemap_len(&a->spares)) {
+		size_t pos = 0;
+
+		if (!pagemap_next(&a->spares, &pos, &blk, &val))
+			break;
+		spare_drop(c, val);
+	}
+	pagemap_clear(&a->spares);
+}
+
 /* ---- lifetime ------------------------------------------------------------ */
 
 int catalog_new(struct pool *pool, struct store *store, const struct cat_retention *ret,
@@ -379,6 +579,7 @@ static void array_free(struct catalog *c, struct cat_array *a)
 		}
 	}
 	pagemap_clear(&a->blocks);
+	spares_drop_array(c, a);
 	for (mv = a->meta; mv; mv = mvn) {
 		mvn = mv->older;
 		free(mv);
@@ -423,8 +624,9 @@ void catalog_stats(const struct catalog *c, struct cat_stats *st)
 	st->narrays = c->nlive;
 	st->nincarnations = c->nincarnations;
 	st->nversions = c->nversions;
-	st->nslots = c->pool->nslots;
-	st->pool_used = pool_used(c->pool);
+	st->nslots = c->pool->nslots - c->nspares;
+	st->pool_used = pool_used(c->pool) - c->spare_bytes;
+	st->pool_spare = c->spare_bytes;
 	st->pool_size = c->pool->size;
 	st->npins = 0;
 	for (size_t i = 0; i < c->npins; i++)
@@ -441,11 +643,12 @@ static void gc_free_entry(struct catalog *c, struct gc_entry *e)
 		struct cat_blkver *v = e->v;
 
 		/* never the newest: it was superseded */
+		spares_version_freed(c, e->a, e->blk, v);
+		if (v->slot != CAT_HOLE)
+			spare_put(c, e->a, e->blk, v->slot, v->rev);
 		v->newer->older = v->older;
 		if (v->older)
 			v->older->newer = v->newer;
-		if (v->slot != CAT_HOLE)
-			pool_free(c->pool, v->slot, e->a->blksize);
 		free(v);
 		c->nversions--;
 		e->a->nversions--;
@@ -634,6 +837,7 @@ static int array_alloc(struct catalog *c, const struct cat_create *cr, uint64_t 
 	a->deleted = CAT_LIVE;
 	a->meta = mv;
 	pagemap_init(&a->blocks);
+	pagemap_init(&a->spares);
 	*out = a;
 	return 0;
 }
@@ -790,6 +994,10 @@ struct work_arr {
 	uint64_t *blks;
 	uint64_t *slots;		   /* new slot or CAT_HOLE */
 	const struct cat_blkchange **chg; /* the client's change, or NULL */
+	/* when the new slot is the block's spare: the chunks to copy from
+	 * the current version (others already hold the same bytes) */
+	bool *spare;
+	uint64_t (*delta)[CAT_CHUNK_WORDS];
 };
 
 /* Validate the client's changes to one array and check for conflicts. */
@@ -954,7 +1162,9 @@ static int plan_array(struct work_arr *w)
 	w->blks = malloc(cap * sizeof(*w->blks));
 	w->slots = malloc(cap * sizeof(*w->slots));
 	w->chg = calloc(cap, sizeof(*w->chg));
-	if (!w->blks || !w->slots || !w->chg)
+	w->spare = calloc(cap, sizeof(*w->spare));
+	w->delta = malloc(cap * sizeof(*w->delta));
+	if (!w->blks || !w->slots || !w->chg || !w->spare || !w->delta)
 		return -ENOMEM;
 	for (size_t i = 0; i < ch->nblk; i++) {
 		w->blks[w->n] = ch->blks[i].blk;
@@ -1012,6 +1222,29 @@ static void copy_gap(struct catalog *c, uint64_t new_slot, uint64_t old, uint64_
 	fill_item_do(c->pool, &it);
 }
 
+/* copy_gap for the bytes of [from, to) in chunks marked in delta (all of
+ * it without one). */
+static void copy_delta(struct catalog *c, const struct work_arr *w, size_t k, uint64_t old,
+		       uint64_t from, uint64_t to, bool defer)
+{
+	uint64_t cs = chunk_size(w->a->blksize);
+
+	if (!w->spare[k]) {
+		copy_gap(c, w->slots[k], old, from, to, defer);
+		return;
+	}
+	for (uint64_t i = from / cs; i * cs < to; i++) {
+		uint64_t a = i * cs > from ? i * cs : from, b;
+
+		if (!chunk_marked(w->delta[k], i))
+			continue;
+		while ((i + 1) * cs < to && chunk_marked(w->delta[k], i + 1))
+			i++; /* copy a run of marked chunks at once */
+		b = (i + 1) * cs < to ? (i + 1) * cs : to;
+		copy_gap(c, w->slots[k], old, a, b, defer);
+	}
+}
+
 /* Write the new content of block w->blks[k] into its new slot.  defer:
  * the unchanged pages may be copied later, all but those the store reads
  * (the partial page at the array's end). */
@@ -1037,8 +1270,8 @@ static int fill_block(struct catalog *c, const struct cat_commit *cm, struct wor
 		if (start > pos) {
 			uint64_t mid = start < sync_from ? start : sync_from;
 
-			copy_gap(c, w->slots[k], old, pos, mid, defer);
-			copy_gap(c, w->slots[k], old, pos > mid ? pos : mid, start, false);
+			copy_delta(c, w, k, old, pos, mid, defer);
+			copy_delta(c, w, k, old, pos > mid ? pos : mid, start, false);
 		}
 		if (len) {
 			r = util_pread_full(cm->data_fd, dst + start, len, data_off);
@@ -1142,6 +1375,8 @@ static void work_free(struct work_arr *w, size_t n, struct pool *pool, bool fail
 		free(w[i].blks);
 		free(w[i].slots);
 		free(w[i].chg);
+		free(w[i].spare);
+		free(w[i].delta);
 	}
 	free(w);
 }
@@ -1191,6 +1426,26 @@ static void prep_unchain(const struct cat_commit *cm, struct work_arr *w, struct
 				pagemap_del(&w[i].a->blocks, w[i].blks[j]);
 }
 
+/* The chunks in which block w->blks[k]'s new version may differ from the
+ * current one: the client's pages and the zeroed tail past the array's end;
+ * every chunk for a hole or a block without a current version. */
+static void version_changes(const struct work_arr *w, size_t k, uint64_t *bm)
+{
+	const struct cat_blkchange *b = w->chg[k];
+	uint64_t bs = w->a->blksize;
+
+	memset(bm, 0, CAT_CHUNK_WORDS * sizeof(*bm));
+	if (w->slots[k] == CAT_HOLE || !pagemap_get(&w->a->blocks, w->blks[k])) {
+		chunks_all(bm);
+		return;
+	}
+	for (size_t i = 0; b && i < b->nruns; i++)
+		chunks_mark(bm, bs, (uint64_t)b->runs[i].first * PAGE_4K,
+			    ((uint64_t)b->runs[i].first + b->runs[i].count) * PAGE_4K);
+	if (w->blks[k] == w->new_nblocks - 1 && w->meta.nbytes % bs)
+		chunks_mark(bm, bs, w->meta.nbytes % bs, bs);
+}
+
 static int publish_prepare(struct catalog *c, const struct cat_commit *cm, struct work_arr *w,
 			   uint64_t rev, struct prep *p)
 {
@@ -1231,6 +1486,7 @@ static int publish_prepare(struct catalog *c, const struct cat_commit *cm, struc
 		for (size_t j = 0; j < w[i].n; j++, k++) {
 			p->vs[k]->rev = rev;
 			p->vs[k]->slot = w[i].slots[j];
+			version_changes(&w[i], j, p->vs[k]->changed);
 			if (pagemap_get(&w[i].a->blocks, w[i].blks[j]))
 				continue;
 			if (pagemap_set(&w[i].a->blocks, w[i].blks[j], p->vs[k]))
@@ -1397,7 +1653,16 @@ int catalog_commit(struct catalog *c, const struct cat_commit *cm, uint64_t now_
 		for (size_t k = 0; k < w[i].n; k++) {
 			if (w[i].blks[k] >= w[i].new_nblocks)
 				continue;
-			if (!pool_alloc(c->pool, w[i].a->blksize, &w[i].slots[k])) {
+			/* a shrink's partial last block (no change of the
+			 * client's) copies the whole block: no spare */
+			if (w[i].chg[k] &&
+			    spare_take(c, w[i].a, w[i].blks[k],
+				       pagemap_get(&w[i].a->blocks, w[i].blks[k]), &w[i].slots[k],
+				       w[i].delta[k])) {
+				w[i].spare[k] = true;
+				continue;
+			}
+			if (!slot_alloc(c, w[i].a->blksize, &w[i].slots[k])) {
 				w[i].slots[k] = CAT_HOLE;
 				r = -ENOSPC;
 				err_set(err, r, "no space in the page pool for this commit (%" PRIu64
@@ -1630,6 +1895,7 @@ int catalog_restore_array(struct catalog *c, const struct cat_restore_array *ra,
 	a->created = ra->created;
 	a->deleted = ra->deleted;
 	pagemap_init(&a->blocks);
+	pagemap_init(&a->spares);
 	for (size_t k = 0; k < ra->nmeta; k++) {
 		struct cat_metaver *mv = calloc(1, sizeof(*mv));
 
@@ -1680,6 +1946,7 @@ int catalog_restore_block(struct catalog *c, struct cat_array *a, uint64_t blk, 
 	v->rev = rev;
 	v->slot = slot;
 	v->older = head;
+	chunks_all(v->changed); /* not known */
 	if (pagemap_set(&a->blocks, blk, v)) {
 		free(v);
 		return -ENOMEM;

@@ -15,6 +15,16 @@
  * Retained: the newest keep_revisions revisions and every revision younger
  * than keep_ms.  So a slot is never written while any snapshot can see it.
  *
+ * Spare slots: a freed version's slot still holds its block as of the
+ * version's revision.  The catalog keeps the newest such slot per block as
+ * the block's spare, and the block's next commit writes there: it then
+ * copies from the current version only the chunks changed since (each
+ * version records which chunks may differ from the one before), not the
+ * whole block.  A 1-page commit to a block committed to often moves a few
+ * pages instead of the block.  Spares are free memory: an allocation that
+ * would otherwise touch pool memory never used before takes the oldest
+ * spares back first, so spares never raise the pool's memory use.
+ *
  * Not thread-safe: the broker's main loop owns it.  (Its own helper threads
  * only copy pages into slots no one else uses yet: see catalog_fill_start.)
  */
@@ -47,10 +57,18 @@ struct cat_metaver {
 	struct cat_metaver *older, *newer;
 };
 
+/* A block is seen as CAT_CHUNKS chunks of blksize / CAT_CHUNKS bytes (at
+ * least 4 KiB: blocks up to 2 MiB have one chunk per page). */
+#define CAT_CHUNKS 512
+#define CAT_CHUNK_WORDS (CAT_CHUNKS / 64)
+
 struct cat_blkver {
 	uint64_t rev;
 	uint64_t slot; /* byte offset in the pool, or CAT_HOLE */
 	struct cat_blkver *older, *newer;
+	/* chunks that may differ from the older version (a superset: every
+	 * chunk when unknown, or when the version is a hole) */
+	uint64_t changed[CAT_CHUNK_WORDS];
 };
 
 struct cat_array {
@@ -62,6 +80,7 @@ struct cat_array {
 	uint64_t created, deleted; /* revisions; deleted == CAT_LIVE while live */
 	struct cat_metaver *meta;  /* newest first */
 	struct pagemap blocks;	   /* blk -> newest struct cat_blkver */
+	struct pagemap spares;	   /* blk -> struct cat_spare (catalog.c) */
 	struct cat_array *prev;	   /* older incarnation of the same name */
 	uint64_t nversions;	   /* block versions held (for stats) */
 	uint64_t data_rev;	   /* newest revision that changed a block */
@@ -87,6 +106,9 @@ struct cat_stats {
 	uint64_t narrays, nincarnations;
 	uint64_t nversions, nslots;
 	uint64_t pool_used, pool_size;
+	uint64_t pool_spare; /* slots kept for their blocks' next commit: free
+			      * for any use when the pool needs them (not in
+			      * pool_used nor nslots) */
 	uint64_t npins;
 	uint64_t commits, conflicts;
 };

@@ -16,6 +16,7 @@ int pool_init(struct pool *p, uint64_t size)
 		return -EINVAL;
 	p->size = size;
 	p->nslots = 0;
+	p->high = 0;
 	err = balloc_init(&p->units, size / PAGE_4K);
 	if (err)
 		return err;
@@ -63,6 +64,23 @@ bool pool_alloc(struct pool *p, uint64_t size, uint64_t *off)
 
 	if (!balloc_alloc(&p->units, size / PAGE_4K, &unit))
 		return false;
+	*off = (uint64_t)unit * PAGE_4K;
+	p->nslots++;
+	if (*off + size > p->high)
+		p->high = *off + size;
+	return true;
+}
+
+bool pool_alloc_reused(struct pool *p, uint64_t size, uint64_t *off)
+{
+	size_t unit;
+
+	if (!balloc_alloc(&p->units, size / PAGE_4K, &unit))
+		return false;
+	if ((uint64_t)unit * PAGE_4K + size > p->high) {
+		balloc_mark(&p->units, unit, size / PAGE_4K, false);
+		return false;
+	}
 	*off = (uint64_t)unit * PAGE_4K;
 	p->nslots++;
 	return true;

@@ -1442,6 +1442,8 @@ static void op_stats(struct server *s, struct client *c, struct req *r)
 				      "commits", (json_int_t)st.commits, "conflicts",
 				      (json_int_t)st.conflicts, "uptime_ms",
 				      (json_int_t)(now_ms() - s->start_ms)));
+	json_object_set_new(json_object_get(o, "stats"), "pool_spare",
+			    json_integer((json_int_t)st.pool_spare));
 	json_object_set_new(json_object_get(o, "stats"), "leases",
 			    json_integer((json_int_t)s->nleases));
 	reply(s, c, o, -1);

@@ -2136,6 +2136,189 @@ static void test_cycles_leave_nothing(void **state)
 	assert_int_equal(st.pool_used, 0);
 }
 
+/* ---- spare slots ------------------------------------------------------------ */
+
+/* A block's freed version becomes its spare and its next commit writes
+ * there; spares are not counted as used and never make the pool touch new
+ * memory. */
+static void test_spare_reused(void **state)
+{
+	struct fx *f = *state;
+	uint64_t rev, s1, s2;
+	struct cb *b;
+
+	fx_open(f, 1, 0, 8 * BS, &store_memory);
+	rev = create_arr(f, "a", 4 * BS, BS);
+	b = cb_new(f, rev);
+	cb_block(b, "a", 0, 1);
+	rev = commit_ok(f, b);
+	s1 = slot_at(f, "a", 0, rev);
+	b = cb_new(f, rev);
+	cb_pages(b, "a", 0, 1, 1, 2);
+	rev = commit_ok(f, b);
+	s2 = slot_at(f, "a", 0, rev);
+	catalog_gc(f->c, tick(f));
+	assert_int_equal(stats(f).pool_spare, BS); /* s1, holding the block at 1, 1, 1, 1 */
+	assert_int_equal(stats(f).pool_used, BS);
+	assert_int_equal(stats(f).nslots, 1);
+	b = cb_new(f, rev);
+	cb_pages(b, "a", 0, 3, 1, 3);
+	rev = commit_ok(f, b);
+	assert_int_equal(slot_at(f, "a", 0, rev), s1);
+	assert_int_equal(stats(f).pool_spare, 0);
+	EXPECT_BLOCK(f, "a", rev, 0, 1, 2, 1, 3); /* page 1 brought up to date */
+	for (int i = 0; i < 50; i++) {
+		catalog_gc(f->c, tick(f));
+		b = cb_new(f, rev);
+		cb_pages(b, "a", 0, (uint32_t)i % PPB, 1, (unsigned char)(i + 10));
+		rev = commit_ok(f, b);
+	}
+	assert_true(slot_at(f, "a", 0, rev) == s1 || slot_at(f, "a", 0, rev) == s2);
+	assert_true(f->pool.high <= 2 * BS); /* as without spares */
+
+	/* a commit that needs the room takes the spares back */
+	catalog_gc(f->c, tick(f));
+	assert_true(stats(f).pool_spare > 0);
+	b = cb_new(f, rev);
+	for (uint32_t blk = 1; blk < 4; blk++)
+		cb_block(b, "a", blk, 0x77);
+	rev = commit_ok(f, b);
+	rev = create_arr(f, "b", 4 * BS, BS);
+	b = cb_new(f, rev);
+	for (uint32_t blk = 0; blk < 4; blk++)
+		cb_block(b, "b", blk, 0x88);
+	rev = commit_ok(f, b);
+	assert_int_equal(stats(f).pool_used, 8 * BS);
+	assert_int_equal(stats(f).pool_spare, 0);
+	EXPECT_BLOCK(f, "a", rev, 3, 0x77, 0x77, 0x77, 0x77);
+	EXPECT_BLOCK(f, "b", rev, 3, 0x88, 0x88, 0x88, 0x88);
+}
+
+/* Random commits, resizes, pins, batches (kept or undone) and GC on two
+ * arrays, against a model: whatever spares the blocks get, every revision
+ * still pinned reads what it read when it was made. */
+#define RM_ARRS 2
+#define RM_BLKS 6
+#define RM_PINS 3
+
+struct rm_state {
+	uint64_t nbytes[RM_ARRS];
+	unsigned char page[RM_ARRS][RM_BLKS][PPB];
+};
+
+static void rm_check(struct fx *f, uint64_t rev, const struct rm_state *m)
+{
+	static const char *const names[RM_ARRS] = { "r0", "r1" };
+
+	for (int i = 0; i < RM_ARRS; i++)
+		for (uint64_t blk = 0; blk < RM_BLKS; blk++)
+			for (uint64_t pg = 0; pg < PPB; pg++)
+				if ((blk * PPB + pg) * PG < m->nbytes[i])
+					EXPECT_PAGE(f, names[i], rev, blk, pg, m->page[i][blk][pg]);
+}
+
+static void test_spares_random(void **state)
+{
+	static const char *const names[RM_ARRS] = { "r0", "r1" };
+	struct fx *f = *state;
+	struct rm_state cur = { 0 }, saved, pinned[RM_PINS];
+	uint64_t pins[RM_PINS] = { 0 }, rev = 0;
+	unsigned seed = 12345, max_spare = 0, undone = 0;
+	bool batch = false, touched[RM_ARRS];
+
+	fx_open(f, 2, 0, POOL, &store_memory);
+	for (int i = 0; i < RM_ARRS; i++) {
+		rev = create_arr(f, names[i], RM_BLKS * BS, BS);
+		cur.nbytes[i] = RM_BLKS * BS;
+	}
+	for (int step = 0; step < 1500; step++) {
+		unsigned r = (unsigned)rand_r(&seed);
+		int ai = (int)(r % RM_ARRS);
+		struct cb *b;
+		uint64_t nblocks, nb;
+
+		if (!batch && r % 7 == 0) { /* a batch of the next few commits */
+			catalog_batch_begin(f->c);
+			saved = cur;
+			batch = true;
+			memset(touched, 0, sizeof(touched));
+		}
+		/* as in the broker, a batch changes an array once: nobody sees
+		 * its revisions, so nothing is based on them */
+		if (batch && touched[ai])
+			ai = (ai + 1) % RM_ARRS;
+		if (batch && touched[ai]) {
+			catalog_fill_start(f->c);
+			catalog_batch_end(f->c, true);
+			batch = false;
+		}
+		touched[ai] = true;
+		b = cb_new(f, rev);
+		nb = cur.nbytes[ai];
+		if (r % 11 == 0) /* resize to whole pages: 2 to 6 blocks */
+			nb = (2 * PPB + (uint64_t)rand_r(&seed) % (4 * PPB + 1)) * PG;
+		nblocks = (nb + BS - 1) / BS;
+		for (uint64_t blk = 0; blk < nblocks; blk++) {
+			uint32_t first = (uint32_t)rand_r(&seed) % PPB;
+			uint32_t count = 1 + (uint32_t)rand_r(&seed) % (PPB - first);
+			unsigned char val = (unsigned char)rand_r(&seed);
+
+			if (rand_r(&seed) % 3)
+				continue;
+			cb_pages(b, names[ai], blk, first, count, val);
+			for (uint32_t pg = first; pg < first + count; pg++)
+				cur.page[ai][blk][pg] = val;
+		}
+		if (nb != cur.nbytes[ai])
+			cb_resize(b, names[ai], nb);
+		cur.nbytes[ai] = nb;
+		for (uint64_t pg = nb / PG; pg < RM_BLKS * PPB; pg++)
+			cur.page[ai][pg / PPB][pg % PPB] = 0; /* past the end: zeros */
+		if (!b->cm.narr) /* a commit changes something */
+			cb_pages(b, names[ai], 0, 0, 1, cur.page[ai][0][0]);
+		rev = commit_ok(f, b);
+		close(b->cm.data_fd); /* the catalog read it */
+		b->cm.data_fd = -1;
+		if (batch && r % 3 == 0) { /* the batch ends: kept or undone */
+			bool keep = r % 4 != 0;
+
+			catalog_fill_start(f->c);
+			catalog_batch_end(f->c, keep);
+			batch = false;
+			if (!keep) {
+				cur = saved;
+				rev = catalog_head(f->c);
+				undone++;
+			}
+		}
+		if (!batch) {
+			int k = (int)((r >> 8) % RM_PINS);
+
+			if (pins[k]) {
+				rm_check(f, pins[k], &pinned[k]);
+				catalog_unpin(f->c, pins[k]);
+				pins[k] = 0;
+			}
+			if (r & 0x10000) {
+				pin_ok(f, rev);
+				pins[k] = rev;
+				pinned[k] = cur;
+			}
+			catalog_gc(f->c, tick(f));
+			if (stats(f).pool_spare / BS > max_spare)
+				max_spare = (unsigned)(stats(f).pool_spare / BS);
+			rm_check(f, rev, &cur); /* (in a batch, copies may wait) */
+		}
+	}
+	if (batch)
+		catalog_batch_end(f->c, true);
+	for (int k = 0; k < RM_PINS; k++)
+		if (pins[k])
+			rm_check(f, pins[k], &pinned[k]);
+	assert_true(max_spare > 0);
+	assert_true(undone > 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -2171,6 +2354,8 @@ int main(void)
 		T(test_changes_and_blocks_at),
 		T(test_foreach),
 		T(test_cycles_leave_nothing),
+		T(test_spare_reused),
+		T(test_spares_random),
 	};
 
 	return cmocka_run_group_tests_name("catalog", tests, NULL, NULL);
