@@ -485,16 +485,34 @@ static void spare_put(struct catalog *c, struct cat_array *a, uint64_t blk, uint
 }
 
 /* A slot of size bytes for a new version.  Memory the pool used before
- * comes first, then the oldest spares are given back, and only then is
- * untouched memory taken: spares never make the pool touch more memory. */
+ * comes first: where the allocator would put it, if that memory was used;
+ * else the oldest spare big enough (what it does not need goes back); only
+ * then untouched memory, and when the pool is full, the smaller spares go
+ * back too (they may merge).  So keeping spares does not make the pool use
+ * more memory. */
 static bool slot_alloc(struct catalog *c, uint64_t size, uint64_t *off)
 {
-	while (c->spare_oldest) {
-		if (pool_alloc_reused(c->pool, size, off))
+	struct cat_spare *s;
+
+	if (c->spare_oldest && pool_alloc_reused(c->pool, size, off))
+		return true;
+	for (s = c->spare_oldest; s; s = s->newer)
+		if (s->a->blksize >= size) {
+			uint64_t slot = s->slot, bs = s->a->blksize;
+
+			spare_unlink(c, s);
+			free(s);
+			if (bs > size)
+				pool_shrink(c->pool, slot, bs, size);
+			*off = slot;
 			return true;
+		}
+	while (!pool_alloc(c->pool, size, off)) {
+		if (!c->spare_oldest)
+			return false;
 		spare_drop(c, c->spare_oldest);
 	}
-	return pool_alloc(c->pool, size, off);
+	return true;
 }
 
 /* Block blk of a gets its newest spare as the new version's slot, if it
@@ -974,6 +992,7 @@ int catalog_delete(struct catalog *c, const char *name, uint64_t now_ms, uint64_
 	a->deleted = c->head + 1;
 	c->nlive--;
 	c->head++;
+	spares_drop_array(c, a); /* no commit can use them now */
 	*rev = c->head;
 	return 0;
 }

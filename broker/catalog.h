@@ -16,14 +16,16 @@
  * than keep_ms.  So a slot is never written while any snapshot can see it.
  *
  * Spare slots: a freed version's slot still holds its block as of the
- * version's revision.  The catalog keeps the newest such slot per block as
- * the block's spare, and the block's next commit writes there: it then
+ * version's revision.  The catalog keeps the newest two such slots per
+ * block as the block's spares, and its next commit writes in the newer: it
+ * then
  * copies from the current version only the chunks changed since (each
  * version records which chunks may differ from the one before), not the
  * whole block.  A 1-page commit to a block committed to often moves a few
  * pages instead of the block.  Spares are free memory: an allocation that
- * would otherwise touch pool memory never used before takes the oldest
- * spares back first, so spares never raise the pool's memory use.
+ * would otherwise touch pool memory never used before takes the oldest big
+ * enough spare's memory instead, so keeping spares does not make the pool
+ * use more memory.
  *
  * Not thread-safe: the broker's main loop owns it.  (Its own helper threads
  * only copy pages into slots no one else uses yet: see catalog_fill_start.)

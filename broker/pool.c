@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -16,10 +17,15 @@ int pool_init(struct pool *p, uint64_t size)
 		return -EINVAL;
 	p->size = size;
 	p->nslots = 0;
-	p->high = 0;
+	p->touched = 0;
+	p->used_once = calloc((size / PAGE_4K + 63) / 64 + 1, sizeof(*p->used_once));
+	if (!p->used_once)
+		return -ENOMEM;
 	err = balloc_init(&p->units, size / PAGE_4K);
-	if (err)
+	if (err) {
+		free(p->used_once);
 		return err;
+	}
 	p->fd = memfd_create("shma-pool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (p->fd < 0) {
 		err = -errno;
@@ -48,6 +54,7 @@ err_close_fd:
 	util_close(p->fd);
 err_fini_units:
 	balloc_fini(&p->units);
+	free(p->used_once);
 	return err;
 }
 
@@ -56,6 +63,8 @@ void pool_fini(struct pool *p)
 	munmap(p->base, p->size);
 	util_close(p->fd);
 	balloc_fini(&p->units);
+	free(p->used_once);
+	p->used_once = NULL;
 }
 
 bool pool_alloc(struct pool *p, uint64_t size, uint64_t *off)
@@ -66,8 +75,11 @@ bool pool_alloc(struct pool *p, uint64_t size, uint64_t *off)
 		return false;
 	*off = (uint64_t)unit * PAGE_4K;
 	p->nslots++;
-	if (*off + size > p->high)
-		p->high = *off + size;
+	for (size_t u = unit; u < unit + size / PAGE_4K; u++)
+		if (!(p->used_once[u / 64] >> (u % 64) & 1)) {
+			p->used_once[u / 64] |= UINT64_C(1) << (u % 64);
+			p->touched += PAGE_4K;
+		}
 	return true;
 }
 
@@ -77,13 +89,19 @@ bool pool_alloc_reused(struct pool *p, uint64_t size, uint64_t *off)
 
 	if (!balloc_alloc(&p->units, size / PAGE_4K, &unit))
 		return false;
-	if ((uint64_t)unit * PAGE_4K + size > p->high) {
-		balloc_mark(&p->units, unit, size / PAGE_4K, false);
-		return false;
-	}
+	for (size_t u = unit; u < unit + size / PAGE_4K; u++)
+		if (!(p->used_once[u / 64] >> (u % 64) & 1)) {
+			balloc_mark(&p->units, unit, size / PAGE_4K, false);
+			return false;
+		}
 	*off = (uint64_t)unit * PAGE_4K;
 	p->nslots++;
 	return true;
+}
+
+void pool_shrink(struct pool *p, uint64_t off, uint64_t size, uint64_t new_size)
+{
+	balloc_mark(&p->units, (off + new_size) / PAGE_4K, (size - new_size) / PAGE_4K, false);
 }
 
 void pool_free(struct pool *p, uint64_t off, uint64_t size)

@@ -28,8 +28,9 @@ struct pool {
 	uint64_t size;	/* bytes, multiple of 4 KiB */
 	struct balloc units;
 	uint64_t nslots; /* slots allocated */
-	uint64_t high;	 /* end of the highest slot ever allocated: memory below
-			  * it has been touched, memory above it not yet */
+	uint64_t *used_once; /* a bit per unit: ever allocated (its memory is
+			      * backed, or was) */
+	uint64_t touched;    /* bytes of those units */
 };
 
 /* Create and seal a pool of size bytes.  0 or -errno. */
@@ -39,10 +40,13 @@ void pool_fini(struct pool *p);
 /* Allocate a slot of size bytes (power of two >= 4 KiB); *off is its byte
  * offset.  false when the pool has no room. */
 bool pool_alloc(struct pool *p, uint64_t size, uint64_t *off);
-/* The same, but only in memory used before (below high): false when that
- * has no room, even if untouched memory has. */
+/* The same, but only in units allocated before (their memory is already
+ * backed): false when those have no room, even if untouched memory has. */
 bool pool_alloc_reused(struct pool *p, uint64_t size, uint64_t *off);
 void pool_free(struct pool *p, uint64_t off, uint64_t size);
+/* A slot of size bytes becomes one of new_size (a smaller power of two, so
+ * still aligned to its size): the rest is free. */
+void pool_shrink(struct pool *p, uint64_t off, uint64_t size, uint64_t new_size);
 
 static inline void *pool_addr(const struct pool *p, uint64_t off)
 {

@@ -2174,7 +2174,7 @@ static void test_spare_reused(void **state)
 		rev = commit_ok(f, b);
 	}
 	assert_true(slot_at(f, "a", 0, rev) == s1 || slot_at(f, "a", 0, rev) == s2);
-	assert_true(f->pool.high <= 2 * BS); /* as without spares */
+	assert_true(f->pool.touched <= 2 * BS); /* as without spares */
 
 	/* a commit that needs the room takes the spares back */
 	catalog_gc(f->c, tick(f));
@@ -2192,6 +2192,69 @@ static void test_spare_reused(void **state)
 	assert_int_equal(stats(f).pool_spare, 0);
 	EXPECT_BLOCK(f, "a", rev, 3, 0x77, 0x77, 0x77, 0x77);
 	EXPECT_BLOCK(f, "b", rev, 3, 0x88, 0x88, 0x88, 0x88);
+}
+
+/* Spares never make the pool touch memory it did not use before: a new
+ * block takes the oldest spare's memory before an untouched gap, and the
+ * part of a bigger spare it does not need goes back. */
+static void test_spare_memory(void **state)
+{
+	struct fx *f = *state;
+	uint64_t rev, touched;
+	struct cb *b;
+
+	fx_open(f, 1, 0, POOL, &store_memory);
+	create_arr(f, "a", 4 * BS, BS);
+	rev = create_arr(f, "b", 4 * 4 * BS, 4 * BS);
+	b = cb_new(f, rev);
+	cb_block(b, "a", 0, 1);	       /* slot 0 */
+	cb_pages(b, "b", 0, 0, 1, 2); /* slot 4 BS: a gap of 3 BS stays below */
+	rev = commit_ok(f, b);
+	b = cb_new(f, rev);
+	cb_pages(b, "a", 0, 1, 1, 3); /* slot BS */
+	rev = commit_ok(f, b);
+	catalog_gc(f->c, tick(f));
+	assert_int_equal(stats(f).pool_spare, BS); /* a's slot 0 */
+	touched = f->pool.touched;
+	rev = create_arr(f, "c", 4 * BS, BS);
+	b = cb_new(f, rev);
+	cb_block(b, "c", 0, 4);
+	rev = commit_ok(f, b);
+	assert_int_equal(slot_at(f, "c", 0, rev), 0); /* the spare's memory */
+	assert_int_equal(f->pool.touched, touched);
+	assert_int_equal(stats(f).pool_spare, 0);
+	EXPECT_BLOCK(f, "c", rev, 0, 4, 4, 4, 4);
+
+	/* a bigger spare gives a smaller block what it needs (the rest goes
+	 * back); the next block takes the lowest free memory, as it would
+	 * without spares */
+	b = cb_new(f, rev);
+	cb_pages(b, "b", 0, 1, 1, 5);
+	rev = commit_ok(f, b);
+	catalog_gc(f->c, tick(f));
+	assert_int_equal(stats(f).pool_spare, 4 * BS);
+	touched = f->pool.touched;
+	b = cb_new(f, rev);
+	cb_block(b, "c", 1, 6);
+	cb_block(b, "c", 2, 7);
+	rev = commit_ok(f, b);
+	assert_int_equal(slot_at(f, "c", 1, rev), 4 * BS); /* b's old slot */
+	assert_int_equal(stats(f).pool_spare, 0);
+	assert_true(f->pool.touched <= touched + BS);
+	EXPECT_BLOCK(f, "c", rev, 1, 6, 6, 6, 6);
+	EXPECT_BLOCK(f, "c", rev, 2, 7, 7, 7, 7);
+	EXPECT_BLOCK(f, "b", rev, 0, 2, 5, 0, 0);
+
+	/* a deleted array keeps none */
+	b = cb_new(f, rev);
+	cb_pages(b, "a", 0, 2, 1, 8);
+	rev = commit_ok(f, b);
+	catalog_gc(f->c, tick(f));
+	assert_true(stats(f).pool_spare > 0);
+	delete_arr(f, "a");
+	delete_arr(f, "b");
+	delete_arr(f, "c");
+	assert_int_equal(stats(f).pool_spare, 0);
 }
 
 /* Random commits, resizes, pins, batches (kept or undone) and GC on two
@@ -2355,6 +2418,7 @@ int main(void)
 		T(test_foreach),
 		T(test_cycles_leave_nothing),
 		T(test_spare_reused),
+		T(test_spare_memory),
 		T(test_spares_random),
 	};
 
