@@ -38,6 +38,10 @@ struct revtime {
 struct cat_spare {
 	struct cat_array *a;
 	uint64_t blk, slot, rev;
+	/* chunks in which the block's newest version may differ from it:
+	 * those changed by every version after it (spare_put), and by every
+	 * commit since (spares_commit) */
+	uint64_t dirty[CAT_CHUNK_WORDS];
 	struct cat_spare *older, *newer;
 	struct cat_spare *next; /* the block's next older spare */
 };
@@ -414,35 +418,12 @@ static void spare_drop(struct catalog *c, struct cat_spare *s)
 	free(s);
 }
 
-/* Version v of block blk of a is freed (by GC): the spares stay correct.
- * If an older version is still on the chain, the newer version's changed
- * chunks now count from it, so they take v's too.  If not, nothing can
- * bring spares older than v up to date any more: they go.  v's own slot
- * then becomes a spare (spare_put). */
-static void spares_version_freed(struct catalog *c, struct cat_array *a, uint64_t blk,
-				 struct cat_blkver *v)
-{
-	struct cat_spare *s, *last;
-
-	if (v->older) {
-		for (size_t i = 0; i < CAT_CHUNK_WORDS; i++)
-			v->newer->changed[i] |= v->changed[i];
-		return;
-	}
-	for (;;) {
-		for (last = NULL, s = pagemap_get(&a->spares, blk); s; s = s->next)
-			last = s;
-		if (!last || last->rev >= v->rev)
-			return;
-		spare_drop(c, last);
-	}
-}
-
-/* A freed version's slot (it holds blk as of rev) becomes one of the
- * block's spares, unless the block has SPARES_PER_BLOCK newer ones (then
- * it goes back to the pool; an older one makes room). */
-static void spare_put(struct catalog *c, struct cat_array *a, uint64_t blk, uint64_t slot,
-		      uint64_t rev)
+/* A freed version's slot (v's: it holds blk as of v's revision) becomes
+ * one of the block's spares, unless the block has SPARES_PER_BLOCK newer
+ * ones (then it goes back to the pool; an older one makes room).  Called
+ * while v is still on its chain: its newer versions say what changed. */
+static void spare_put(struct catalog *c, struct cat_array *a, uint64_t blk,
+		      const struct cat_blkver *v)
 {
 	struct cat_spare *first, *s, *last = NULL, **pp;
 	size_t n = 0;
@@ -451,26 +432,29 @@ static void spare_put(struct catalog *c, struct cat_array *a, uint64_t blk, uint
 		n++;
 		last = s;
 	}
-	if (n >= SPARES_PER_BLOCK && last->rev < rev) {
+	if (n >= SPARES_PER_BLOCK && last->rev < v->rev) {
 		spare_drop(c, last);
 		n--;
 	}
 	first = pagemap_get(&a->spares, blk);
 	if (a->deleted != CAT_LIVE || n >= SPARES_PER_BLOCK || !(s = malloc(sizeof(*s)))) {
-		pool_free(c->pool, slot, a->blksize);
+		pool_free(c->pool, v->slot, a->blksize);
 		return;
 	}
-	*s = (struct cat_spare){ .a = a, .blk = blk, .slot = slot, .rev = rev,
+	*s = (struct cat_spare){ .a = a, .blk = blk, .slot = v->slot, .rev = v->rev,
 				 .older = c->spare_newest };
-	if (!first || first->rev < rev) { /* the newest: it heads the block's list */
+	for (const struct cat_blkver *u = v->newer; u; u = u->newer)
+		for (size_t i = 0; i < CAT_CHUNK_WORDS; i++)
+			s->dirty[i] |= u->changed[i];
+	if (!first || first->rev < v->rev) { /* the newest: it heads the block's list */
 		s->next = first;
 		if (pagemap_set(&a->spares, blk, s)) {
 			free(s);
-			pool_free(c->pool, slot, a->blksize);
+			pool_free(c->pool, v->slot, a->blksize);
 			return;
 		}
 	} else {
-		for (pp = &first->next; *pp && (*pp)->rev > rev; pp = &(*pp)->next)
+		for (pp = &first->next; *pp && (*pp)->rev > v->rev; pp = &(*pp)->next)
 			;
 		s->next = *pp;
 		*pp = s;
@@ -484,17 +468,37 @@ static void spare_put(struct catalog *c, struct cat_array *a, uint64_t blk, uint
 	c->spare_bytes += a->blksize;
 }
 
+/* A new version v of block blk of a: its spares fall behind by its changes. */
+static void spares_commit(struct cat_array *a, uint64_t blk, const struct cat_blkver *v)
+{
+	for (struct cat_spare *s = pagemap_get(&a->spares, blk); s; s = s->next)
+		for (size_t i = 0; i < CAT_CHUNK_WORDS; i++)
+			s->dirty[i] |= v->changed[i];
+}
+
+/* Spares may keep memory the pool would otherwise have reused, up to this
+ * many bytes: a 64th of the pool or an eighth of what is in use, whichever
+ * is more.  (Without it, a commit to a block whose spare is not back yet
+ * would take another hot block's spare, which then misses in turn.) */
+static uint64_t spare_budget(const struct catalog *c)
+{
+	uint64_t used = pool_used(c->pool) - c->spare_bytes;
+
+	return c->pool->size / 64 > used / 8 ? c->pool->size / 64 : used / 8;
+}
+
 /* A slot of size bytes for a new version.  Memory the pool used before
  * comes first: where the allocator would put it, if that memory was used;
- * else the oldest spare big enough (what it does not need goes back); only
- * then untouched memory, and when the pool is full, the smaller spares go
- * back too (they may merge).  So keeping spares does not make the pool use
- * more memory. */
+ * then untouched memory while the spares are within their budget; else the
+ * oldest spare big enough (what it does not need goes back); and when the
+ * pool is full, the smaller spares go back too (they may merge). */
 static bool slot_alloc(struct catalog *c, uint64_t size, uint64_t *off)
 {
 	struct cat_spare *s;
 
 	if (c->spare_oldest && pool_alloc_reused(c->pool, size, off))
+		return true;
+	if (c->spare_bytes + size <= spare_budget(c) && pool_alloc(c->pool, size, off))
 		return true;
 	for (s = c->spare_oldest; s; s = s->newer)
 		if (s->a->blksize >= size) {
@@ -516,13 +520,8 @@ static bool slot_alloc(struct catalog *c, uint64_t size, uint64_t *off)
 }
 
 /* Block blk of a gets its newest spare as the new version's slot, if it
- * has one;
- * delta: the chunks that may differ between the spare and the block's
- * current version head, which the commit must copy: every chunk changed by
- * a version newer than the spare.  Freed versions are among them too: a
- * version taken off the chain hands its changed chunks to the newer one
- * (gc_free_entry), so the chain's versions newer than the spare carry
- * them all. */
+ * has one; delta: the chunks that may differ between the spare and the
+ * block's current version head, which the commit must copy. */
 static bool spare_take(struct catalog *c, struct cat_array *a, uint64_t blk,
 		       const struct cat_blkver *head, uint64_t *slot, uint64_t *delta)
 {
@@ -530,10 +529,7 @@ static bool spare_take(struct catalog *c, struct cat_array *a, uint64_t blk,
 
 	if (!s || !head || head->slot == CAT_HOLE)
 		return false;
-	memset(delta, 0, CAT_CHUNK_WORDS * sizeof(*delta));
-	for (const struct cat_blkver *v = head; v && v->rev > s->rev; v = v->older)
-		for (size_t i = 0; i < CAT_CHUNK_WORDS; i++)
-			delta[i] |= v->changed[i];
+	memcpy(delta, s->dirty, CAT_CHUNK_WORDS * sizeof(*delta));
 	*slot = s->slot;
 	spare_unlink(c, s);
 	free(s);
@@ -660,10 +656,13 @@ static void gc_free_entry(struct catalog *c, struct gc_entry *e)
 	if (e->v) {
 		struct cat_blkver *v = e->v;
 
-		/* never the newest: it was superseded */
-		spares_version_freed(c, e->a, e->blk, v);
+		/* never the newest: it was superseded.  What the newer one
+		 * changed now counts from v's older one, if any: it takes v's
+		 * changes too (for a later spare_put of that one) */
 		if (v->slot != CAT_HOLE)
-			spare_put(c, e->a, e->blk, v->slot, v->rev);
+			spare_put(c, e->a, e->blk, v);
+		for (size_t i = 0; v->older && i < CAT_CHUNK_WORDS; i++)
+			v->newer->changed[i] |= v->changed[i];
 		v->newer->older = v->older;
 		if (v->older)
 			v->older->newer = v->newer;
@@ -1550,6 +1549,7 @@ static void publish_link(struct catalog *c, const struct cat_commit *cm, struct 
 			c->nversions++;
 			a->nversions++;
 			a->data_rev = rev;
+			spares_commit(a, w[i].blks[j], v);
 			if (p->fresh[k])
 				continue;
 			head = pagemap_get(&a->blocks, w[i].blks[j]);

@@ -2194,16 +2194,44 @@ static void test_spare_reused(void **state)
 	EXPECT_BLOCK(f, "b", rev, 3, 0x88, 0x88, 0x88, 0x88);
 }
 
-/* Spares never make the pool touch memory it did not use before: a new
- * block takes the oldest spare's memory before an untouched gap, and the
- * part of a bigger spare it does not need goes back. */
+/* Within their budget, spares stay and new blocks take untouched memory. */
+static void test_spare_budget(void **state)
+{
+	struct fx *f = *state;
+	uint64_t rev, touched, spare;
+	struct cb *b;
+
+	fx_open(f, 1, 0, POOL, &store_memory); /* budget: 1 MiB, 64 blocks */
+	rev = create_arr(f, "a", 4 * BS, BS);
+	for (int i = 0; i < 3; i++) {
+		b = cb_new(f, rev);
+		cb_pages(b, "a", 0, (uint32_t)i, 1, (unsigned char)(i + 1));
+		rev = commit_ok(f, b);
+		catalog_gc(f->c, tick(f));
+	}
+	spare = stats(f).pool_spare;
+	assert_true(spare > 0);
+	touched = f->pool.touched;
+	b = cb_new(f, rev);
+	cb_block(b, "a", 1, 9);
+	rev = commit_ok(f, b);
+	assert_int_equal(stats(f).pool_spare, spare);
+	assert_int_equal(f->pool.touched, touched + BS);
+	EXPECT_BLOCK(f, "a", rev, 0, 1, 2, 3, 0);
+	EXPECT_BLOCK(f, "a", rev, 1, 9, 9, 9, 9);
+}
+
+/* Beyond their budget, spares do not make the pool touch memory it did not
+ * use before: a new block takes the oldest spare's memory before an
+ * untouched gap, and the part of a bigger spare it does not need goes
+ * back. */
 static void test_spare_memory(void **state)
 {
 	struct fx *f = *state;
 	uint64_t rev, touched;
 	struct cb *b;
 
-	fx_open(f, 1, 0, POOL, &store_memory);
+	fx_open(f, 1, 0, 64 * BS, &store_memory); /* spare budget: a 64th, 1 block */
 	create_arr(f, "a", 4 * BS, BS);
 	rev = create_arr(f, "b", 4 * 4 * BS, 4 * BS);
 	b = cb_new(f, rev);
@@ -2418,6 +2446,7 @@ int main(void)
 		T(test_foreach),
 		T(test_cycles_leave_nothing),
 		T(test_spare_reused),
+		T(test_spare_budget),
 		T(test_spare_memory),
 		T(test_spares_random),
 	};
