@@ -657,7 +657,7 @@ static int granularity(struct bench *b)
 	}
 	printf("%-48s %12lld %8s  %s\n", "new slots (stats: slots after - before)",
 	       st1.slots - st0.slots, "-", "-");
-	printf("%-48s %12llu %8s  %s\n", "unchanged pages copied inside the pool",
+	printf("%-48s %12llu %8s  %s\n", "unchanged pages copied in the pool (no spare yet)",
 	       (unsigned long long)(GRAN_BLOCKS * (PPB - 1)), "-", "(info)");
 	printf("%-48s %12.2f %8s  %s\n", "commit round trip, ms", (t1 - t0) * 1e3, "-",
 	       "(info)");

@@ -27,11 +27,13 @@
  *     committer reads back what it committed (its mapping then shows the
  *     broker's slot).
  *     Goal (from the issue): with sync, 8 committers >= 4 x 1 committer.
- *     Information beside it: a 1-page commit copies the rest of its block
- *     into a fresh pool slot (2 MiB of memcpy with 2 MiB blocks), durable or
- *     not, so memory only with 8 committers is a ceiling for sync with 8,
- *     printed against sync with 1; and the same two sync runs on an array of
- *     64 KiB blocks, where that copy is 32 times smaller.
+ *     Information beside it: memory only with 8 committers is a ceiling for
+ *     sync with 8 (the same commit path without the store), printed against
+ *     sync with 1; and the same two sync runs on an array of 64 KiB blocks.
+ *     (A 1-page commit writes into a fresh pool slot and copies the rest of
+ *     its block there, 2 MiB of memcpy with 2 MiB blocks, unless the block
+ *     has a spare slot: then only the pages changed since that slot's
+ *     version, see docs/PROTOCOL.md, section 10.6.)
  *
  * (2) Bytes per commit.  A fresh sync broker (default retention); one client
  *     makes COMMITS (default 200) 1-page commits, one after the other.  Per
