@@ -50,6 +50,7 @@ struct cat_spare {
  * it is committed to; the second absorbs the commits that come just before
  * the next old version is freed. */
 #define SPARES_PER_BLOCK 2
+#define SPARE_MAX_BEHIND 64
 
 /* A superseded version waiting to be freed: a block version or a metadata
  * version of array a, seen by revisions [from, until). */
@@ -420,15 +421,25 @@ static void spare_drop(struct catalog *c, struct cat_spare *s)
 
 /* A freed version's slot (v's: it holds blk as of v's revision) becomes
  * one of the block's spares, unless the block has SPARES_PER_BLOCK newer
- * ones (then it goes back to the pool; an older one makes room).  Called
- * while v is still on its chain: its newer versions say what changed. */
+ * ones (then it goes back to the pool; an older one makes room), or more
+ * than SPARE_MAX_BEHIND newer versions (a long chain: reading it for each
+ * freed version would cost too much, and the spare would be far behind).
+ * Called while v is still on its chain: its newer versions say what
+ * changed. */
 static void spare_put(struct catalog *c, struct cat_array *a, uint64_t blk,
 		      const struct cat_blkver *v)
 {
 	struct cat_spare *first, *s, *last = NULL, **pp;
+	const struct cat_blkver *u = v->newer;
 	size_t n = 0;
 
-	for (s = pagemap_get(&a->spares, blk); s; s = s->next) {
+	for (n = 0; u && n <= SPARE_MAX_BEHIND; n++)
+		u = u->newer;
+	if (u) {
+		pool_free(c->pool, v->slot, a->blksize);
+		return;
+	}
+	for (n = 0, s = pagemap_get(&a->spares, blk); s; s = s->next) {
 		n++;
 		last = s;
 	}
@@ -443,7 +454,7 @@ static void spare_put(struct catalog *c, struct cat_array *a, uint64_t blk,
 	}
 	*s = (struct cat_spare){ .a = a, .blk = blk, .slot = v->slot, .rev = v->rev,
 				 .older = c->spare_newest };
-	for (const struct cat_blkver *u = v->newer; u; u = u->newer)
+	for (u = v->newer; u; u = u->newer)
 		for (size_t i = 0; i < CAT_CHUNK_WORDS; i++)
 			s->dirty[i] |= u->changed[i];
 	if (!first || first->rev < v->rev) { /* the newest: it heads the block's list */

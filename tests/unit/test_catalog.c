@@ -2194,6 +2194,29 @@ static void test_spare_reused(void **state)
 	EXPECT_BLOCK(f, "b", rev, 3, 0x88, 0x88, 0x88, 0x88);
 }
 
+/* A version freed with more than 64 newer versions after it is no spare:
+ * too far behind, and too long a chain to read for every free. */
+static void test_spare_far_behind(void **state)
+{
+	struct fx *f = *state;
+	uint64_t rev;
+	struct cb *b;
+
+	fx_open(f, 70, 0, POOL, &store_memory);
+	rev = create_arr(f, "a", 4 * BS, BS);
+	for (int i = 0; i < 80; i++) {
+		b = cb_new(f, rev);
+		cb_pages(b, "a", 0, (uint32_t)i % PPB, 1, (unsigned char)(i + 1));
+		rev = commit_ok(f, b);
+		close(b->cm.data_fd);
+		b->cm.data_fd = -1;
+		catalog_gc(f->c, tick(f));
+	}
+	assert_true(stats(f).nversions < 80); /* some were freed */
+	assert_int_equal(stats(f).pool_spare, 0);
+	EXPECT_BLOCK(f, "a", rev, 0, 77, 78, 79, 80);
+}
+
 /* Within their budget, spares stay and new blocks take untouched memory. */
 static void test_spare_budget(void **state)
 {
@@ -2446,6 +2469,7 @@ int main(void)
 		T(test_foreach),
 		T(test_cycles_leave_nothing),
 		T(test_spare_reused),
+		T(test_spare_far_behind),
 		T(test_spare_budget),
 		T(test_spare_memory),
 		T(test_spares_random),
