@@ -430,16 +430,18 @@ static void spare_put(struct catalog *c, struct cat_array *a, uint64_t blk,
 		      const struct cat_blkver *v)
 {
 	struct cat_spare *first, *s, *last = NULL, **pp;
-	const struct cat_blkver *u = v->newer;
-	size_t n = 0;
+	uint64_t dirty[CAT_CHUNK_WORDS] = { 0 };
+	size_t n = 0, behind = 0;
 
-	for (n = 0; u && n <= SPARE_MAX_BEHIND; n++)
-		u = u->newer;
-	if (u) {
-		pool_free(c->pool, v->slot, a->blksize);
-		return;
+	for (const struct cat_blkver *u = v->newer; u; u = u->newer) {
+		if (++behind > SPARE_MAX_BEHIND) {
+			pool_free(c->pool, v->slot, a->blksize);
+			return;
+		}
+		for (size_t i = 0; i < CAT_CHUNK_WORDS; i++)
+			dirty[i] |= u->changed[i];
 	}
-	for (n = 0, s = pagemap_get(&a->spares, blk); s; s = s->next) {
+	for (s = pagemap_get(&a->spares, blk); s; s = s->next) {
 		n++;
 		last = s;
 	}
@@ -454,9 +456,7 @@ static void spare_put(struct catalog *c, struct cat_array *a, uint64_t blk,
 	}
 	*s = (struct cat_spare){ .a = a, .blk = blk, .slot = v->slot, .rev = v->rev,
 				 .older = c->spare_newest };
-	for (u = v->newer; u; u = u->newer)
-		for (size_t i = 0; i < CAT_CHUNK_WORDS; i++)
-			s->dirty[i] |= u->changed[i];
+	memcpy(s->dirty, dirty, sizeof(dirty));
 	if (!first || first->rev < v->rev) { /* the newest: it heads the block's list */
 		s->next = first;
 		if (pagemap_set(&a->spares, blk, s)) {
@@ -507,7 +507,9 @@ static bool slot_alloc(struct catalog *c, uint64_t size, uint64_t *off)
 {
 	struct cat_spare *s;
 
-	if (c->spare_oldest && pool_alloc_reused(c->pool, size, off))
+	if (!c->spare_oldest)
+		return pool_alloc(c->pool, size, off);
+	if (pool_alloc_reused(c->pool, size, off))
 		return true;
 	if (c->spare_bytes + size <= spare_budget(c) && pool_alloc(c->pool, size, off))
 		return true;
@@ -551,14 +553,11 @@ static void spares_drop_array(struct catalog *c, struct cat_array *a)
 {
 	uint64_t blk;
 	void *val;
+	size_t pos;
 
-	while (pagemap_len(&a->spares)) {
-		size_t pos = 0;
-
-		if (!pagemap_next(&a->spares, &pos, &blk, &val))
-			break;
+	/* (each drop changes the map: look from its start again) */
+	while (pos = 0, pagemap_next(&a->spares, &pos, &blk, &val))
 		spare_drop(c, val);
-	}
 	pagemap_clear(&a->spares);
 }
 
