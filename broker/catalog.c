@@ -108,6 +108,7 @@ struct catalog {
 	atomic_size_t fill_next;
 	pthread_t fill_th[3];
 	size_t nfill_th;
+	long ncpu; /* online CPUs, read once: sysconf reads a sysfs file */
 };
 
 static void err_set(struct cat_err *err, int code, const char *fmt, ...)
@@ -577,6 +578,7 @@ int catalog_new(struct pool *pool, struct store *store, const struct cat_retenti
 		c->ret.keep_revisions = 1;
 	c->now_ms = now_ms;
 	c->next_id = 1;
+	c->ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	if (note_revision(c, 0)) {
 		free(c);
 		return -ENOMEM;
@@ -1375,7 +1377,7 @@ static int fill_all(struct catalog *c, const struct cat_commit *cm, struct work_
 			}
 	atomic_init(&j.next, 0);
 	atomic_init(&j.err, 0);
-	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	ncpu = c->ncpu;
 	/* in a batch, small commits leave the copies of unchanged pages for
 	 * later: they run while the store syncs (big ones fill in parallel
 	 * now) */
@@ -1862,7 +1864,7 @@ static void *fills_worker(void *arg)
 void catalog_fill_start(struct catalog *c)
 {
 	uint64_t bytes = 0;
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	long ncpu = c->ncpu;
 
 	if (c->nfill_th || c->nfills == 0)
 		return;
