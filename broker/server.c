@@ -41,6 +41,7 @@
 #define MAX_OUTQ_BYTES ((size_t)64 << 20)   /* queued replies before a client is cut */
 #define MAX_GROUPS 64
 #define GC_INTERVAL_MS 1000
+#define GATHER_ROUNDS 4 /* polls for more changes before a batch syncs */
 
 struct outmsg {
 	struct outmsg *next;
@@ -1950,7 +1951,9 @@ err_free:
 	return err;
 }
 
-int server_step(struct server *s, int timeout_ms)
+/* Wait up to timeout_ms for events and handle them: the number handled, or
+ * -errno on a fatal error. */
+static int step_events(struct server *s, int timeout_ms)
 {
 	struct epoll_event evs[64];
 	int n = epoll_wait(s->epfd, evs, (int)ARRAY_SIZE(evs), timeout_ms);
@@ -1987,6 +1990,20 @@ int server_step(struct server *s, int timeout_ms)
 			on_client(s, p, evs[i].events);
 		}
 	}
+	return n;
+}
+
+int server_step(struct server *s, int timeout_ms)
+{
+	int n = step_events(s, timeout_ms);
+
+	/* Before a batch pays for its sync, take in what arrived meanwhile:
+	 * requests sent while the batch was handled join it (a few rounds at
+	 * most, so that steady arrivals cannot hold its replies back). */
+	for (int k = 0; k < GATHER_ROUNDS && n > 0 && !s->stop && catalog_batch_open(s->cat); k++)
+		n = step_events(s, 0);
+	if (n < 0)
+		return n;
 	server_flush(s);
 	reap(s);
 	return s->stop ? 1 : 0;
