@@ -1,7 +1,8 @@
 /* pub.h - the invalidation publisher: one ZeroMQ PUB socket.
  *
- * Every change (create, delete, commit) is published as one message of two
- * frames: the topic "shma.inv" and a JSON text (docs/PROTOCOL.md).  Sending
+ * The changes (create, delete, commit) made durable together are published as
+ * one message of two frames: the topic "shma.inv" and a JSON text covering
+ * their revisions (docs/PROTOCOL.md, section 12).  Sending
  * never blocks: PUB drops messages for subscribers past their high-water
  * mark, and subscribers detect the gap from the revision numbers.
  */

@@ -42,6 +42,7 @@
 #define MAX_GROUPS 64
 #define GC_INTERVAL_MS 1000
 #define GATHER_ROUNDS 4 /* polls for more changes before a batch syncs */
+#define INV_MAX_PAIRS 65536 /* blocks in one invalidation before another starts */
 
 struct outmsg {
 	struct outmsg *next;
@@ -96,6 +97,10 @@ struct server {
 	bool stop;
 	bool hold; /* replies wait for the batch (a change's error, see handle) */
 	struct pub *pub;
+	/* the invalidation being gathered for the batch's changes, published
+	 * once they are durable; merged: names whose block lists were joined */
+	json_t *inv, *inv_merged;
+	size_t inv_pairs;
 	struct list_head clients;
 	struct list_head dead; /* closed clients, freed after the event batch */
 	struct lease *leases;  /* revisions kept for refs in flight */
@@ -422,9 +427,12 @@ static json_t *changes_json(struct server *s, struct client *c, uint64_t from, u
 
 /* ---- invalidations ------------------------------------------------------- */
 
+/* Publish o (consumed): one stream message for the revisions (prev,
+ * revision]. */
 static void publish_json(struct server *s, json_t *o)
 {
 	json_int_t rev = json_integer_value(json_object_get(o, "revision"));
+	json_int_t prev = json_integer_value(json_object_get(o, "prev"));
 	char *text = json_dumps(o, JSON_COMPACT);
 
 	json_decref(o);
@@ -433,7 +441,7 @@ static void publish_json(struct server *s, json_t *o)
 	if (strlen(text) > MAX_BIG_MESSAGE / 16) {
 		/* too big to be useful: subscribers resynchronise over the socket */
 		json_t *t = json_pack("{s:s,s:I,s:I,s:b}", "store", s->store_id, "revision", rev,
-				      "prev", rev - 1, "truncated", 1);
+				      "prev", prev, "truncated", 1);
 
 		free(text);
 		text = t ? json_dumps(t, JSON_COMPACT) : NULL;
@@ -445,10 +453,124 @@ static void publish_json(struct server *s, json_t *o)
 	free(text);
 }
 
-static json_t *inval_obj(struct server *s, uint64_t rev)
+struct pair_at {
+	uint64_t blk;
+	size_t i; /* position in the joined list: later is newer */
+};
+
+static int cmp_pair_at(const void *x, const void *y)
 {
-	return json_pack("{s:s,s:I,s:I,s:o}", "store", s->store_id, "revision", (json_int_t)rev,
-			 "prev", (json_int_t)rev - 1, "arrays", json_object());
+	const struct pair_at *a = x, *b = y;
+
+	if (a->blk != b->blk)
+		return a->blk < b->blk ? -1 : 1;
+	return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* A joined block list in block order, each block once with its newest slot.
+ * (Two commits of one batch cannot change one block: the later one would
+ * conflict.  The list is right whatever it holds.) */
+static void blocks_dedup(json_t *e)
+{
+	json_t *blocks = json_object_get(e, "blocks"), *out;
+	size_t n = json_array_size(blocks);
+	struct pair_at *v = malloc((n + 1) * sizeof(*v));
+
+	out = json_array();
+	if (!v || !out) {
+		free(v);
+		json_decref(out);
+		return; /* left as it is: every pair in order, the newest last */
+	}
+	for (size_t i = 0; i < n; i++)
+		v[i] = (struct pair_at){
+			(uint64_t)json_integer_value(json_array_get(json_array_get(blocks, i), 0)), i
+		};
+	qsort(v, n, sizeof(*v), cmp_pair_at);
+	for (size_t i = 0; i < n; i++)
+		if (i + 1 == n || v[i + 1].blk != v[i].blk)
+			json_array_append(out, json_array_get(blocks, v[i].i));
+	json_object_set_new(e, "blocks", out);
+	free(v);
+}
+
+/* Publish the gathered invalidation, if any. */
+static void inval_publish(struct server *s)
+{
+	json_t *arrs, *v;
+	const char *name;
+
+	if (!s->inv)
+		return;
+	arrs = json_object_get(s->inv, "arrays");
+	json_object_foreach(s->inv_merged, name, v)
+		blocks_dedup(json_object_get(arrs, name));
+	json_object_clear(s->inv_merged);
+	publish_json(s, s->inv);
+	s->inv = NULL;
+	s->inv_pairs = 0;
+}
+
+/* Do the entries a and b of one name join in one message?  Two commits'
+ * entries of the same incarnation do. */
+static bool inval_joins(json_t *a, json_t *b)
+{
+	return !json_object_get(a, "created") && !json_object_get(a, "deleted") &&
+	       !json_object_get(b, "created") && !json_object_get(b, "deleted") &&
+	       json_equal(json_object_get(a, "id"), json_object_get(b, "id"));
+}
+
+/* Add what revision rev did (changes: {name: entry}, consumed) to the
+ * gathered invalidation.  The changes of one batch share one message, so a
+ * subscriber wakes once per batch, not once per commit: a message covers
+ * the revisions (prev, revision], and its entries say where each array
+ * ended up.  A commit's blocks join an earlier commit's to the same
+ * incarnation; a revision with an entry that does not join (a create or a
+ * delete of a name the message already has, or the other way round) starts
+ * a new message, as does a message grown past INV_MAX_PAIRS blocks. */
+static void inval_add(struct server *s, uint64_t rev, json_t *changes)
+{
+	size_t n = 0;
+	const char *name;
+	json_t *arrs, *e, *old;
+
+	json_object_foreach(changes, name, e)
+		n += json_array_size(json_object_get(e, "blocks"));
+	if (s->inv) {
+		bool joins = s->inv_pairs + n <= INV_MAX_PAIRS;
+
+		arrs = json_object_get(s->inv, "arrays");
+		json_object_foreach(changes, name, e) {
+			old = json_object_get(arrs, name);
+			joins = joins && (!old || inval_joins(old, e));
+		}
+		if (!joins)
+			inval_publish(s);
+	}
+	if (!s->inv) {
+		s->inv = json_pack("{s:s,s:I,s:I,s:o}", "store", s->store_id, "revision",
+				   (json_int_t)rev, "prev", (json_int_t)rev - 1, "arrays",
+				   json_object());
+		if (!s->inv) {
+			json_decref(changes); /* subscribers will see a gap, and resync */
+			return;
+		}
+	}
+	json_object_set_new(s->inv, "revision", json_integer((json_int_t)rev));
+	s->inv_pairs += n;
+	arrs = json_object_get(s->inv, "arrays");
+	json_object_foreach(changes, name, e) {
+		old = json_object_get(arrs, name);
+		if (!old) {
+			json_object_set(arrs, name, e);
+			continue;
+		}
+		json_array_extend(json_object_get(old, "blocks"), json_object_get(e, "blocks"));
+		if (json_object_get(e, "meta"))
+			json_object_set(old, "meta", json_object_get(e, "meta"));
+		json_object_set_new(s->inv_merged, name, json_true());
+	}
+	json_decref(changes);
 }
 
 /* ---- request helpers ----------------------------------------------------- */
@@ -668,6 +790,7 @@ static void server_flush(struct server *s)
 		free(p);
 	}
 	s->pend_tail = &s->pend;
+	inval_publish(s); /* the batch's changes, in one message */
 	catalog_gc(s->cat, now_ms());
 }
 
@@ -763,11 +886,9 @@ static void finish_create(struct server *s, struct pending *p)
 	json_object_set_new(o, "revision", json_integer((json_int_t)p->rev));
 	reply(s, p->c, o, -1);
 
-	o = inval_obj(s, p->rev);
-	json_object_set_new(json_object_get(o, "arrays"), p->name,
-			    json_pack("{s:I,s:b,s:o}", "id", (json_int_t)a->id, "created", 1,
-				      "meta", meta_json(a, catalog_meta_at(a, p->rev))));
-	publish_json(s, o);
+	inval_add(s, p->rev,
+		  json_pack("{s:{s:I,s:b,s:o}}", p->name, "id", (json_int_t)a->id, "created", 1,
+			    "meta", meta_json(a, catalog_meta_at(a, p->rev))));
 }
 
 static void op_delete(struct server *s, struct client *c, struct req *r)
@@ -801,10 +922,8 @@ static void finish_delete(struct server *s, struct pending *p)
 	o = ok_obj(p->id);
 	json_object_set_new(o, "revision", json_integer((json_int_t)p->rev));
 	reply(s, p->c, o, -1);
-	o = inval_obj(s, p->rev);
-	json_object_set_new(json_object_get(o, "arrays"), p->name,
-			    json_pack("{s:I,s:b}", "id", (json_int_t)p->arr_id, "deleted", 1));
-	publish_json(s, o);
+	inval_add(s, p->rev,
+		  json_pack("{s:{s:I,s:b}}", p->name, "id", (json_int_t)p->arr_id, "deleted", 1));
 }
 
 static struct cat_array *find_at_snapshot(struct server *s, struct client *c, struct req *r,
@@ -1405,7 +1524,7 @@ static void finish_commit(struct server *s, struct pending *p)
 		reply(s, c, o, -1);
 	}
 
-	inv = inval_obj(s, res->rev);
+	inv = json_object();
 	for (size_t i = 0; i < res->narr; i++) {
 		struct cat_result_arr *ra = &res->arrs[i];
 		json_t *blocks = json_array(), *e;
@@ -1418,9 +1537,9 @@ static void finish_commit(struct server *s, struct pending *p)
 		if (ra->resized || ra->created) /* a real shape change, or a new array */
 			json_object_set_new(e, "meta",
 					    meta_json(ra->array, catalog_meta_at(ra->array, res->rev)));
-		json_object_set_new(json_object_get(inv, "arrays"), ra->array->name, e);
+		json_object_set_new(inv, ra->array->name, e);
 	}
-	publish_json(s, inv);
+	inval_add(s, res->rev, inv);
 }
 
 static void op_stats(struct server *s, struct client *c, struct req *r)
@@ -1913,6 +2032,12 @@ int server_new(const struct broker_config *cfg, struct server **out, char *errbu
 	err = pub_new(cfg->publish, &s->pub, errbuf, errlen);
 	if (err)
 		goto err_free;
+	s->inv_merged = json_object();
+	if (!s->inv_merged) {
+		err = -ENOMEM;
+		snprintf(errbuf, errlen, "out of memory");
+		goto err_free;
+	}
 
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
@@ -2039,6 +2164,8 @@ void server_free(struct server **sp)
 	util_close(s->timerfd);
 	util_close(s->epfd);
 	pub_free(&s->pub);
+	json_decref(s->inv); /* published by server_flush: NULL here */
+	json_decref(s->inv_merged);
 	free(s->leases);
 	catalog_free(&s->cat);
 	if (s->store && s->store->ops->close)

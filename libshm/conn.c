@@ -290,19 +290,25 @@ static void pending_trim(struct shma_conn *c)
 }
 
 /* Do the queued invalidations cover (snap, to] without a gap?  Then they
- * say everything a sync to `to` changes. */
+ * say everything a sync to `to` changes.  A message covers (prev,
+ * revision]: one batch of the broker's changes.  One that began before the
+ * snapshot (a batch this connection's own commit was part of) does not
+ * count: its entries may name blocks the snapshot already has, which would
+ * doom uncommitted changes to them; the broker's changes do then. */
 static bool pending_complete(struct shma_conn *c, uint64_t to)
 {
-	uint64_t want = c->snap + 1;
+	uint64_t at = c->snap;
 	size_t i;
 	json_t *j;
 
 	json_array_foreach(c->pending, i, j) {
 		uint64_t r = (uint64_t)json_integer_value(json_object_get(j, "revision"));
+		json_t *prev = json_object_get(j, "prev");
 
 		if (r > to)
 			break;
-		if (r != want || json_is_true(json_object_get(j, "truncated")))
+		if (!json_is_integer(prev) || (uint64_t)json_integer_value(prev) != at ||
+		    json_is_true(json_object_get(j, "truncated")))
 			return false;
 		/* a change to an array we hold under another incarnation cannot be
 		 * applied from here */
@@ -316,9 +322,9 @@ static bool pending_complete(struct shma_conn *c, uint64_t to)
 			if (a && id && (uint64_t)json_integer_value(id) != a->id)
 				return false;
 		}
-		want++;
+		at = r;
 	}
-	return want == to + 1;
+	return at == to;
 }
 
 /* ---- connect ------------------------------------------------------------- */

@@ -450,7 +450,8 @@ int shma_sync_to(shma_conn *c, uint64_t rev);
 
 struct shma_conn_stats {
 	uint64_t commits, conflicts, syncs;
-	uint64_t invalidations; /* applied from the stream */
+	uint64_t invalidations; /* stream messages applied (one per batch of the
+				  * broker's changes, docs/PROTOCOL.md §12) */
 	uint64_t resyncs;	/* syncs that had to ask the broker for changes */
 	uint64_t pages_sent;	/* 4 KiB pages committed */
 };

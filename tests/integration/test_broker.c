@@ -934,6 +934,120 @@ static void test_invalidations(void **state)
 	it_stop(&broker);
 }
 
+/* Commits that arrive together are made durable together and published as
+ * one message covering their revisions (prev, revision]: its blocks are
+ * those of every commit it covers, each once, with the slot the commit's
+ * reply gave it.  Four clients commit to four blocks at once, in rounds,
+ * until such a message shows up. */
+#define BATCH_CLIENTS 4
+static void test_invalidations_batched(void **state)
+{
+	struct tclient c[BATCH_CLIENTS];
+	long long slot_at[256][BATCH_CLIENTS]; /* [revision - base][blk] */
+	long long base, last, head = 0;
+	char endpoint[512];
+	void *ctx, *sub;
+	json_t *m = NULL, *r;
+	bool batched = false;
+
+	(void)state;
+	it_start(&broker, NULL);
+	for (int i = 0; i < BATCH_CLIENTS; i++)
+		it_open_client(&c[i], &broker);
+	snprintf(endpoint, sizeof(endpoint), "%s", broker.endpoint);
+	ctx = zmq_ctx_new();
+	sub = zmq_socket(ctx, ZMQ_SUB);
+	assert_int_equal(zmq_setsockopt(sub, ZMQ_SUBSCRIBE, PUB_TOPIC, strlen(PUB_TOPIC)), 0);
+	assert_int_equal(zmq_connect(sub, endpoint), 0);
+	for (int i = 0; i < 100 && !m; i++) {
+		it_ok_drop(&c[0], "{\"op\":\"create\",\"name\":\"w%d\",\"dtype\":\"|u1\","
+			   "\"shape\":[%u]}", i, IT_BLOCK);
+		m = recv_inval(sub, 50);
+	}
+	assert_non_null(m);
+	json_decref(m);
+	it_create(&c[0], "bt", (uint64_t)BATCH_CLIENTS * IT_BLOCK, 0);
+	while ((m = recv_inval(sub, 100)))
+		json_decref(m);
+	for (int i = 0; i < BATCH_CLIENTS; i++)
+		base = it_sync_head(&c[i]);
+	last = base;
+	memset(slot_at, 0xff, sizeof(slot_at));
+
+	for (int round = 0; round < 40 && !batched; round++) {
+		/* every client sends its commit before any reply is read */
+		for (int i = 0; i < BATCH_CLIENTS; i++) {
+			char text[256];
+			int fd = it_pages_memfd((uint32_t)(round * BATCH_CLIENTS + i), 0, 1);
+			int n = snprintf(text, sizeof(text),
+					 "{\"op\":\"commit\",\"arrays\":[{\"name\":\"bt\",\"blocks\":"
+					 "[{\"blk\":%d,\"runs\":[[0,1]],\"data\":0}]}]}", i);
+
+			assert_int_equal(tclient_send_raw(&c[i], text, (size_t)n, &fd, 1), 0);
+			close(fd);
+		}
+		for (int i = 0; i < BATCH_CLIENTS; i++) {
+			json_t *ch;
+			long long rev;
+
+			r = tclient_recv(&c[i], 10000, NULL, NULL);
+			ch = json_object_get(json_object_get(r, "arrays"), "bt");
+			assert_true(reply_ok(r));
+			rev = reply_int(r, "revision");
+			assert_true(rev > base && rev - base < 256);
+			slot_at[rev - base][i] = it_block_off(json_object_get(ch, "blocks"), (uint64_t)i);
+			assert_true(slot_at[rev - base][i] >= 0);
+			head = rev > head ? rev : head;
+			json_decref(r);
+		}
+		/* the stream covers every revision once, in order */
+		while (last < head) {
+			json_t *e, *blocks, *pair;
+			long long prev, rev;
+			size_t k, seen = 0;
+			long long prev_blk = -1;
+
+			m = recv_inval(sub, 10000);
+			assert_non_null(m);
+			prev = reply_int(m, "prev");
+			rev = reply_int(m, "revision");
+			assert_int_equal(prev, last);
+			assert_true(rev > prev && rev <= head);
+			e = json_object_get(json_object_get(m, "arrays"), "bt");
+			assert_non_null(e);
+			assert_null(json_object_get(e, "created"));
+			blocks = json_object_get(e, "blocks");
+			json_array_foreach(blocks, k, pair) {
+				long long blk = json_integer_value(json_array_get(pair, 0));
+				long long want = -1;
+
+				assert_true(blk > prev_blk && blk < BATCH_CLIENTS); /* in order, once */
+				prev_blk = blk;
+				for (long long v = prev + 1; v <= rev; v++)
+					if (slot_at[v - base][blk] >= 0)
+						want = slot_at[v - base][blk];
+				assert_int_equal(json_integer_value(json_array_get(pair, 1)), want);
+			}
+			/* and nothing the covered commits changed is missing */
+			for (long long v = prev + 1; v <= rev; v++)
+				for (int b = 0; b < BATCH_CLIENTS; b++)
+					if (slot_at[v - base][b] >= 0)
+						seen |= (size_t)1 << b;
+			assert_int_equal(json_array_size(blocks), (size_t)__builtin_popcountll(seen));
+			batched = batched || rev - prev > 1;
+			last = rev;
+			json_decref(m);
+		}
+	}
+	assert_true(batched);
+
+	zmq_close(sub);
+	zmq_ctx_term(ctx);
+	for (int i = 0; i < BATCH_CLIENTS; i++)
+		tclient_close(&c[i]);
+	it_stop(&broker);
+}
+
 /* ---- access control --------------------------------------------------------- */
 
 /* In a child: become uid/gid with groups, connect, and check that the
@@ -1102,6 +1216,7 @@ int main(void)
 		T(test_limits),
 		T(test_stats_counters),
 		T(test_invalidations),
+		T(test_invalidations_batched),
 		T(test_access_control),
 	};
 

@@ -1012,6 +1012,106 @@ static void test_lost_invalidations_resync(void **state)
 	it_stop(&broker);
 }
 
+/* The broker publishes the commits of one batch as one message covering
+ * their revisions (prev, revision].  One that starts at the snapshot is
+ * applied from the stream, whatever number of revisions it covers; one
+ * that starts before it (this connection's own commit was in the batch)
+ * is not: the sync asks the broker, and an uncommitted change to a block
+ * the connection itself committed in that batch does not conflict.  Two
+ * raw clients commit at once, with or without this connection, until both
+ * kinds of message were seen. */
+static void test_batched_invalidations(void **state)
+{
+	shma_conn *a, *b;
+	shma_array *xa, *sb;
+	struct tclient r[2];
+	bool seen_joined = false, seen_straddle = false;
+
+	(void)state;
+	shma_vm_install_handler();
+	it_start(&broker, NULL);
+	a = conn_open(NULL);
+	b = conn_open(NULL);
+	array_create(b, "scratch", BS);
+	IT_OK(a, shma_sync_to(a, array_create(b, "bi", 4 * BS)));
+	xa = array_open(a, "bi");
+	sb = array_open(b, "scratch");
+	await_stream(a, b, sb);
+	IT_OK(a, shma_sync(a, NULL));
+	for (int i = 0; i < 2; i++) {
+		it_open_client(&r[i], &broker);
+		it_sync_head(&r[i]);
+	}
+
+	for (uint32_t round = 1; round <= 200 && !(seen_joined && seen_straddle); round++) {
+		bool with_a = round % 2 == 0;
+		uint64_t ra = 0, rev[2], newest, snap;
+		struct shma_conn_stats s0, s1;
+		json_t *m;
+
+		for (int i = 0; i < 2; i++) {
+			char text[256];
+			int fd = it_pages_memfd(round * 2 + (uint32_t)i, 0, 1);
+			int n = snprintf(text, sizeof(text),
+					 "{\"op\":\"commit\",\"arrays\":[{\"name\":\"bi\",\"blocks\":"
+					 "[{\"blk\":%d,\"runs\":[[0,1]],\"data\":0}]}]}", i + 1);
+
+			assert_int_equal(tclient_send_raw(&r[i], text, (size_t)n, &fd, 1), 0);
+			close(fd);
+		}
+		if (with_a) {
+			blk_ptr(xa, 0)[0] = (unsigned char)round;
+			IT_OK(a, shma_commit(a, &ra));
+		}
+		for (int i = 0; i < 2; i++)
+			rev[i] = (uint64_t)it_commit_revision(tclient_recv(&r[i], 10000, NULL, NULL));
+		newest = rev[0] > rev[1] ? rev[0] : rev[1];
+		newest = ra > newest ? ra : newest;
+		await_heard(a, newest);
+		snap = a->snap;
+		/* the first message past the snapshot (none if this connection's
+		 * commit was the newest) */
+		m = json_array_get(a->pending, 0);
+		bool straddles = m && (uint64_t)json_integer_value(json_object_get(m, "prev")) < snap;
+		bool joined = m && !straddles &&
+			      json_integer_value(json_object_get(m, "revision")) -
+			      json_integer_value(json_object_get(m, "prev")) > 1;
+
+		if (with_a)
+			blk_ptr(xa, 0)[1] = (unsigned char)round; /* uncommitted */
+		s0 = stats_of(a);
+		IT_OK(a, shma_sync(a, &newest));
+		s1 = stats_of(a);
+		assert_true(newest >= rev[0] && newest >= rev[1]);
+		for (int i = 0; i < 2; i++)
+			assert_true(it_page_is(blk_ptr(xa, (uint64_t)i + 1), round * 2 + (uint32_t)i, 0));
+		if (straddles) {
+			assert_int_equal(s1.resyncs - s0.resyncs, 1);
+			assert_int_equal(s1.invalidations, s0.invalidations);
+			seen_straddle = true;
+		} else if (joined) {
+			assert_int_equal(s1.resyncs, s0.resyncs);
+			assert_true(s1.invalidations > s0.invalidations);
+			seen_joined = true;
+		}
+		if (with_a) { /* the change to block 0 commits: no conflict */
+			IT_OK(a, shma_commit(a, &ra));
+			assert_int_equal(blk_ptr(xa, 0)[0], (unsigned char)round);
+			assert_int_equal(blk_ptr(xa, 0)[1], (unsigned char)round);
+		}
+	}
+	assert_true(seen_joined);
+	assert_true(seen_straddle);
+
+	for (int i = 0; i < 2; i++)
+		tclient_close(&r[i]);
+	shma_close(&xa);
+	shma_close(&sb);
+	shma_disconnect(&a);
+	shma_disconnect(&b);
+	it_stop(&broker);
+}
+
 /* shma_sync without a revision goes to the newest revision heard of; when
  * the stream lags and retention has already dropped that one, the sync must
  * still succeed (the broker's newest), not fail with SHMA_ENOTKEPT: the
@@ -1997,6 +2097,7 @@ int main(void)
 		T(test_abort_discards),
 		T(test_killed_writer_leaves_nothing),
 		T(test_lost_invalidations_resync),
+		T(test_batched_invalidations),
 		T(test_sync_heard_revision_dropped),
 		T(test_broker_killed_reconnect),
 		T(test_broker_killed_durable),
