@@ -101,6 +101,7 @@ struct server {
 	 * once they are durable; merged: names whose block lists were joined */
 	json_t *inv, *inv_merged;
 	size_t inv_pairs;
+	struct proto_rbuf rbuf; /* requests are received into it */
 	struct list_head clients;
 	struct list_head dead; /* closed clients, freed after the event batch */
 	struct lease *leases;  /* revisions kept for refs in flight */
@@ -1821,7 +1822,7 @@ static void on_client(struct server *s, struct client *c, uint32_t events)
 				client_flush(s, c);
 			return;
 		}
-		r = proto_recv(c->fd, s->cfg->max_message, MAX_BIG_MESSAGE, &msg);
+		r = proto_recv_buf(c->fd, &s->rbuf, s->cfg->max_message, MAX_BIG_MESSAGE, &msg);
 		if (r == -EAGAIN)
 			break;
 		if (r == 1 || (r < 0 && r != -EMSGSIZE && r != SHMA_EPROTOCOL)) {
@@ -2166,6 +2167,7 @@ void server_free(struct server **sp)
 	pub_free(&s->pub);
 	json_decref(s->inv); /* published by server_flush: NULL here */
 	json_decref(s->inv_merged);
+	proto_rbuf_free(&s->rbuf);
 	free(s->leases);
 	catalog_free(&s->cat);
 	if (s->store && s->store->ops->close)

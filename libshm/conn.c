@@ -98,7 +98,7 @@ int conn_call(struct shma_conn *c, json_t *req, const int *fds, int nfds, json_t
 	}
 	/* replies to requests sent earlier without waiting come first */
 	while (c->unread) {
-		err = proto_recv(c->fd, c->max_message, MAX_REPLY, &m);
+		err = proto_recv_buf(c->fd, &c->rbuf, c->max_message, MAX_REPLY, &m);
 		if (err) {
 			free(text);
 			lose(c);
@@ -126,12 +126,13 @@ int conn_call(struct shma_conn *c, json_t *req, const int *fds, int nfds, json_t
 					  c->path, strerror(-err));
 		}
 	}
-	err = proto_recv(c->fd, c->max_message < PROTO_MIN_INLINE ? PROTO_MIN_INLINE : c->max_message,
-			 MAX_REPLY, &m);
+	err = proto_recv_buf(c->fd, &c->rbuf,
+			     c->max_message < PROTO_MIN_INLINE ? PROTO_MIN_INLINE : c->max_message,
+			     MAX_REPLY, &m);
 	if (err == -ECONNRESET)
-		err = proto_recv(c->fd,
-				 c->max_message < PROTO_MIN_INLINE ? PROTO_MIN_INLINE : c->max_message,
-				 MAX_REPLY, &m);
+		err = proto_recv_buf(c->fd, &c->rbuf,
+				     c->max_message < PROTO_MIN_INLINE ? PROTO_MIN_INLINE :
+				     c->max_message, MAX_REPLY, &m);
 	if (err) {
 		lose(c);
 		return conn_error(c, SHMA_EDISCONNECTED, "the broker at %s is gone (%s)", c->path,
@@ -496,6 +497,7 @@ void shma_disconnect(shma_conn **cp)
 	util_close(c->pool_fd);
 	util_close(c->data_fd);
 	shma_ram_destroy(&c->ram);
+	proto_rbuf_free(&c->rbuf);
 	json_decref(c->pending);
 	free(c->path);
 	free(c->publish);

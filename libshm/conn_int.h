@@ -16,6 +16,7 @@
 #define SHMA_CONN_INT_H
 
 #include "pagemap.h"
+#include "proto.h"
 #include "shma.h"
 #include "util.h"
 
@@ -81,6 +82,7 @@ struct shma_conn {
 	int data_fd; /* page data of commits, reused; -1 until the first */
 	uint64_t pool_size;
 	size_t max_message;
+	struct proto_rbuf rbuf; /* replies are received into it */
 	size_t default_blksize;
 	char store[40];
 	char *publish;

@@ -83,7 +83,15 @@ static int read_big(struct proto_msg *m, uint64_t n, size_t max_big)
 	return 0;
 }
 
-int proto_recv(int sock, size_t max_inline, size_t max_big, struct proto_msg *m)
+void proto_rbuf_free(struct proto_rbuf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->cap = 0;
+}
+
+int proto_recv_buf(int sock, struct proto_rbuf *b, size_t max_inline, size_t max_big,
+		   struct proto_msg *m)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * (PROTO_MAX_FDS + 1))];
@@ -97,10 +105,15 @@ int proto_recv(int sock, size_t max_inline, size_t max_big, struct proto_msg *m)
 	int err = 0;
 
 	proto_msg_init(m);
-	m->text = malloc(max_inline + 1);
-	if (!m->text)
-		return -ENOMEM;
-	iov.iov_base = m->text;
+	if (b->cap < max_inline + 1) {
+		char *p = realloc(b->p, max_inline + 1);
+
+		if (!p)
+			return -ENOMEM;
+		b->p = p;
+		b->cap = max_inline + 1;
+	}
+	iov.iov_base = b->p;
 	iov.iov_len = max_inline + 1; /* one more: a longer text shows as truncated */
 	mh.msg_iov = &iov;
 	mh.msg_iovlen = 1;
@@ -129,17 +142,20 @@ int proto_recv(int sock, size_t max_inline, size_t max_big, struct proto_msg *m)
 			}
 		}
 	}
-	if (r == 0 && m->nfds == 0) {
-		free(m->text);
-		m->text = NULL;
+	if (r == 0 && m->nfds == 0)
 		return 1; /* end of stream */
-	}
 	if (mh.msg_flags & MSG_CTRUNC)
 		err = SHMA_EPROTOCOL;
 	if ((size_t)r > max_inline || (mh.msg_flags & MSG_TRUNC))
 		err = err ? err : -EMSGSIZE;
 	if (err)
 		goto err_free;
+	m->text = malloc((size_t)r + 1); /* its own size: most are small */
+	if (!m->text) {
+		err = -ENOMEM;
+		goto err_free;
+	}
+	memcpy(m->text, b->p, (size_t)r);
 	m->len = (size_t)r;
 	m->text[m->len] = 0;
 	if (memchr(m->text, 0, m->len)) {
@@ -160,6 +176,15 @@ int proto_recv(int sock, size_t max_inline, size_t max_big, struct proto_msg *m)
 err_free:
 	proto_msg_free(m);
 	return err;
+}
+
+int proto_recv(int sock, size_t max_inline, size_t max_big, struct proto_msg *m)
+{
+	struct proto_rbuf b = { NULL, 0 };
+	int r = proto_recv_buf(sock, &b, max_inline, max_big, m);
+
+	proto_rbuf_free(&b);
+	return r;
 }
 
 int proto_pack(const char *text, size_t len, size_t max_inline, char *env_buf,

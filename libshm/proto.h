@@ -38,6 +38,18 @@ int proto_msg_take_fd(struct proto_msg *m, int i);
  * envelope, a NUL in the text: dropped), or -errno. */
 int proto_recv(int sock, size_t max_inline, size_t max_big, struct proto_msg *m);
 
+/* Scratch memory a message is received into before it is copied out at its
+ * own size: a connection keeps one, so that receiving does not allocate and
+ * free max_inline bytes each time.  Starts as { NULL, 0 }. */
+struct proto_rbuf {
+	char *p;
+	size_t cap;
+};
+void proto_rbuf_free(struct proto_rbuf *b);
+/* proto_recv with the scratch memory b (grown as needed). */
+int proto_recv_buf(int sock, struct proto_rbuf *b, size_t max_inline, size_t max_big,
+		   struct proto_msg *m);
+
 /* Prepare text for sending to a peer whose inline limit is max_inline: if it
  * fits, *env is NULL and *bigfd -1; else *env is the envelope text (static
  * storage of the caller: env_buf) and *bigfd a sealed memfd holding the text
