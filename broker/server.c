@@ -81,6 +81,7 @@ struct client {
 	size_t npins, cappins;
 	struct outmsg *outq, **outtail;
 	size_t outbytes;
+	bool polls_out; /* its epoll entry asks for EPOLLOUT (a queue waits) */
 	unsigned npending; /* changes of the open batch waiting for the store */
 	bool closing; /* disconnect once the queue is flushed */
 	bool dead;    /* closed; freed by reap() after the current event batch */
@@ -206,11 +207,12 @@ static bool client_flush(struct server *s, struct client *c)
 		c->outbytes -= m->cost;
 		outmsg_free(m);
 	}
-	{
+	if (c->polls_out != (c->outq != NULL)) { /* most replies go out at once */
 		struct epoll_event ev = { .events = EPOLLIN | (c->outq ? EPOLLOUT : 0),
 					  .data.ptr = c };
 
-		epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+		if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+			c->polls_out = c->outq != NULL;
 	}
 	if (!c->outq && c->closing) {
 		client_close(s, c);
