@@ -102,6 +102,7 @@ struct server {
 	 * once they are durable; merged: names whose block lists were joined */
 	json_t *inv, *inv_merged;
 	size_t inv_pairs;
+	bool inv_broken; /* a join failed (no memory): it goes out truncated */
 	struct proto_rbuf rbuf; /* requests are received into it */
 	struct list_head clients;
 	struct list_head dead; /* closed clients, freed after the event batch */
@@ -431,17 +432,18 @@ static json_t *changes_json(struct server *s, struct client *c, uint64_t from, u
 /* ---- invalidations ------------------------------------------------------- */
 
 /* Publish o (consumed): one stream message for the revisions (prev,
- * revision]. */
-static void publish_json(struct server *s, json_t *o)
+ * revision]; truncated (subscribers resynchronise) if it is too big or
+ * `broken`. */
+static void publish_json(struct server *s, json_t *o, bool broken)
 {
 	json_int_t rev = json_integer_value(json_object_get(o, "revision"));
 	json_int_t prev = json_integer_value(json_object_get(o, "prev"));
-	char *text = json_dumps(o, JSON_COMPACT);
+	char *text = broken ? NULL : json_dumps(o, JSON_COMPACT);
 
 	json_decref(o);
-	if (!text)
+	if (!text && !broken)
 		return;
-	if (strlen(text) > MAX_BIG_MESSAGE / 16) {
+	if (broken || strlen(text) > MAX_BIG_MESSAGE / 16) {
 		/* too big to be useful: subscribers resynchronise over the socket */
 		json_t *t = json_pack("{s:s,s:I,s:I,s:b}", "store", s->store_id, "revision", rev,
 				      "prev", prev, "truncated", 1);
@@ -509,9 +511,10 @@ static void inval_publish(struct server *s)
 	json_object_foreach(s->inv_merged, name, v)
 		blocks_dedup(json_object_get(arrs, name));
 	json_object_clear(s->inv_merged);
-	publish_json(s, s->inv);
+	publish_json(s, s->inv, s->inv_broken);
 	s->inv = NULL;
 	s->inv_pairs = 0;
+	s->inv_broken = false;
 }
 
 /* Do the entries a and b of one name join in one message?  Two commits'
@@ -540,7 +543,10 @@ static void inval_add(struct server *s, uint64_t rev, json_t *changes)
 	json_object_foreach(changes, name, e)
 		n += json_array_size(json_object_get(e, "blocks"));
 	if (s->inv) {
-		bool joins = s->inv_pairs + n <= INV_MAX_PAIRS;
+		/* a revision with nothing published (no memory for its entries,
+		 * or for its pending record) must show as a gap, not be covered */
+		bool joins = changes && s->inv_pairs + n <= INV_MAX_PAIRS &&
+			     rev == (uint64_t)json_integer_value(json_object_get(s->inv, "revision")) + 1;
 
 		arrs = json_object_get(s->inv, "arrays");
 		json_object_foreach(changes, name, e) {
@@ -550,6 +556,8 @@ static void inval_add(struct server *s, uint64_t rev, json_t *changes)
 		if (!joins)
 			inval_publish(s);
 	}
+	if (!changes)
+		return; /* the next message's prev shows the gap */
 	if (!s->inv) {
 		s->inv = json_pack("{s:s,s:I,s:I,s:o}", "store", s->store_id, "revision",
 				   (json_int_t)rev, "prev", (json_int_t)rev - 1, "arrays",
@@ -563,15 +571,17 @@ static void inval_add(struct server *s, uint64_t rev, json_t *changes)
 	s->inv_pairs += n;
 	arrs = json_object_get(s->inv, "arrays");
 	json_object_foreach(changes, name, e) {
+		json_t *meta = json_object_get(e, "meta");
+
 		old = json_object_get(arrs, name);
 		if (!old) {
-			json_object_set(arrs, name, e);
+			s->inv_broken |= json_object_set(arrs, name, e) != 0;
 			continue;
 		}
-		json_array_extend(json_object_get(old, "blocks"), json_object_get(e, "blocks"));
-		if (json_object_get(e, "meta"))
-			json_object_set(old, "meta", json_object_get(e, "meta"));
-		json_object_set_new(s->inv_merged, name, json_true());
+		s->inv_broken |= json_array_extend(json_object_get(old, "blocks"),
+						   json_object_get(e, "blocks")) != 0 ||
+				 (meta && json_object_set(old, "meta", meta) != 0) ||
+				 json_object_set_new(s->inv_merged, name, json_true()) != 0;
 	}
 	json_decref(changes);
 }
@@ -1508,6 +1518,27 @@ out:
 	commit_bufs_free(&b);
 }
 
+/* What a commit at rev did to one array, as an invalidation entry; NULL
+ * without memory. */
+static json_t *inval_entry(const struct cat_result_arr *ra, uint64_t rev)
+{
+	json_t *blocks = json_array(), *e;
+
+	for (size_t k = 0; blocks && k < ra->n; k++)
+		add_pair(ra->blks[k], ra->slots[k], blocks);
+	e = json_pack("{s:I,s:o}", "id", (json_int_t)ra->array->id, "blocks", blocks);
+	if (!e)
+		return NULL;
+	if ((ra->created && json_object_set_new(e, "created", json_true())) ||
+	    /* a real shape change, or a new array */
+	    ((ra->resized || ra->created) &&
+	     json_object_set_new(e, "meta", meta_json(ra->array, catalog_meta_at(ra->array, rev))))) {
+		json_decref(e);
+		return NULL;
+	}
+	return e;
+}
+
 static void finish_commit(struct server *s, struct pending *p)
 {
 	struct cat_result *res = &p->res;
@@ -1528,19 +1559,13 @@ static void finish_commit(struct server *s, struct pending *p)
 	}
 
 	inv = json_object();
-	for (size_t i = 0; i < res->narr; i++) {
-		struct cat_result_arr *ra = &res->arrs[i];
-		json_t *blocks = json_array(), *e;
+	for (size_t i = 0; inv && i < res->narr; i++) {
+		json_t *e = inval_entry(&res->arrs[i], res->rev);
 
-		for (size_t k = 0; k < ra->n; k++)
-			add_pair(ra->blks[k], ra->slots[k], blocks);
-		e = json_pack("{s:I,s:o}", "id", (json_int_t)ra->array->id, "blocks", blocks);
-		if (ra->created)
-			json_object_set_new(e, "created", json_true());
-		if (ra->resized || ra->created) /* a real shape change, or a new array */
-			json_object_set_new(e, "meta",
-					    meta_json(ra->array, catalog_meta_at(ra->array, res->rev)));
-		json_object_set_new(inv, ra->array->name, e);
+		if (!e || json_object_set_new(inv, res->arrs[i].array->name, e)) {
+			json_decref(inv); /* no memory: published as a gap */
+			inv = NULL;
+		}
 	}
 	inval_add(s, res->rev, inv);
 }

@@ -851,7 +851,9 @@ static void test_stats_counters(void **state)
 static json_t *recv_inval(void *sub, int timeout_ms)
 {
 	zmq_pollitem_t it = { .socket = sub, .events = ZMQ_POLLIN };
-	char topic[64], buf[65536];
+	char topic[64];
+	zmq_msg_t msg;
+	json_t *j;
 	int n;
 
 	if (zmq_poll(&it, 1, timeout_ms) <= 0)
@@ -859,9 +861,12 @@ static json_t *recv_inval(void *sub, int timeout_ms)
 	n = zmq_recv(sub, topic, sizeof(topic), 0);
 	assert_int_equal(n, (int)strlen(PUB_TOPIC));
 	assert_memory_equal(topic, PUB_TOPIC, strlen(PUB_TOPIC));
-	n = zmq_recv(sub, buf, sizeof(buf) - 1, 0);
-	assert_true(n > 0 && n < (int)sizeof(buf));
-	return json_loadb(buf, (size_t)n, 0, NULL);
+	zmq_msg_init(&msg);
+	n = zmq_msg_recv(&msg, sub, 0);
+	assert_true(n > 0);
+	j = json_loadb(zmq_msg_data(&msg), zmq_msg_size(&msg), 0, NULL);
+	zmq_msg_close(&msg);
+	return j;
 }
 
 static void test_invalidations(void **state)
@@ -1048,6 +1053,186 @@ static void test_invalidations_batched(void **state)
 	it_stop(&broker);
 }
 
+/* Batches mixing deletes, creates, resizes and commits to two arrays at once:
+ * the stream's messages chain (prev), and applying them in order to a model
+ * of the arrays gives exactly the broker's state at the last revision. */
+#define MX_NAMES 3
+#define MX_BLK 8
+struct mx_arr {
+	long long id;
+	bool present;
+	long long nbytes;
+	long long slot[MX_BLK]; /* -2 hole */
+};
+
+static void mx_from_open(struct tclient *c, const char *name, struct mx_arr *a)
+{
+	json_t *r = it_call(c, "{\"op\":\"open\",\"name\":\"%s\"}", name);
+
+	memset(a, 0, sizeof(*a));
+	for (int b = 0; b < MX_BLK; b++)
+		a->slot[b] = -2;
+	if (!reply_ok(r)) {
+		json_decref(r);
+		return;
+	}
+	a->present = true;
+	a->id = json_integer_value(json_object_get(json_object_get(r, "meta"), "id"));
+	a->nbytes = json_integer_value(json_object_get(json_object_get(r, "meta"), "nbytes"));
+	for (int b = 0; b < MX_BLK; b++) {
+		long long o = it_block_off(json_object_get(r, "blocks"), (uint64_t)b);
+		a->slot[b] = o >= 0 ? o : -2;
+	}
+	json_decref(r);
+}
+
+static void test_invalidations_batched_mixed(void **state)
+{
+	static const char *names[MX_NAMES] = { "y", "z", "d" };
+	struct tclient c[5];
+	struct mx_arr model[MX_NAMES];
+	char endpoint[512];
+	void *ctx, *sub;
+	json_t *m = NULL;
+	long long last;
+	int batched = 0, msgs = 0;
+
+	(void)state;
+	it_start(&broker, NULL);
+	for (int i = 0; i < 5; i++)
+		it_open_client(&c[i], &broker);
+	snprintf(endpoint, sizeof(endpoint), "%s", broker.endpoint);
+	ctx = zmq_ctx_new();
+	sub = zmq_socket(ctx, ZMQ_SUB);
+	assert_int_equal(zmq_setsockopt(sub, ZMQ_SUBSCRIBE, PUB_TOPIC, strlen(PUB_TOPIC)), 0);
+	assert_int_equal(zmq_connect(sub, endpoint), 0);
+	for (int i = 0; i < 100 && !m; i++) {
+		it_ok_drop(&c[0], "{\"op\":\"create\",\"name\":\"w%d\",\"dtype\":\"|u1\","
+			   "\"shape\":[%u]}", i, IT_BLOCK);
+		m = recv_inval(sub, 50);
+	}
+	assert_non_null(m);
+	json_decref(m);
+	it_create(&c[0], "y", 4u * IT_BLOCK, 0);
+	it_create(&c[0], "z", 4u * IT_BLOCK, 0);
+	it_create(&c[0], "d", 1u * IT_BLOCK, 0);
+	while ((m = recv_inval(sub, 100)))
+		json_decref(m);
+	last = it_sync_head(&c[4]);
+	for (int k = 0; k < MX_NAMES; k++)
+		mx_from_open(&c[4], names[k], &model[k]);
+
+	for (int round = 0; round < 200; round++) {
+		long long head;
+		char text[512];
+		int fd, n;
+
+		for (int i = 0; i < 4; i++)
+			it_sync_head(&c[i]);
+		/* c0 deletes d, c1 re-creates it, c2 resizes y and writes it,
+		 * c3 writes y and z in one commit */
+		n = snprintf(text, sizeof(text), "{\"op\":\"delete\",\"name\":\"d\"}");
+		assert_int_equal(tclient_send_raw(&c[0], text, (size_t)n, NULL, 0), 0);
+		n = snprintf(text, sizeof(text), "{\"op\":\"create\",\"name\":\"d\",\"dtype\":\"|u1\","
+			     "\"shape\":[%u]}", IT_BLOCK);
+		assert_int_equal(tclient_send_raw(&c[1], text, (size_t)n, NULL, 0), 0);
+		fd = it_pages_memfd((uint32_t)round * 4 + 2, 0, 1);
+		n = snprintf(text, sizeof(text),
+			     "{\"op\":\"commit\",\"arrays\":[{\"name\":\"y\",\"shape\":[%u],"
+			     "\"blocks\":[{\"blk\":0,\"runs\":[[0,1]],\"data\":0}]}]}",
+			     (round % 2 ? 2u : 6u) * IT_BLOCK);
+		assert_int_equal(tclient_send_raw(&c[2], text, (size_t)n, &fd, 1), 0);
+		close(fd);
+		fd = it_pages_memfd((uint32_t)round * 4 + 3, 0, 1);
+		n = snprintf(text, sizeof(text),
+			     "{\"op\":\"commit\",\"arrays\":[{\"name\":\"z\",\"blocks\":[{\"blk\":%d,"
+			     "\"runs\":[[0,1]],\"data\":0}]},{\"name\":\"y\",\"blocks\":[{\"blk\":1,"
+			     "\"runs\":[[0,1]],\"data\":0}]}]}", round % 4);
+		assert_int_equal(tclient_send_raw(&c[3], text, (size_t)n, &fd, 1), 0);
+		close(fd);
+		for (int i = 0; i < 4; i++)
+			json_decref(tclient_recv(&c[i], 10000, NULL, NULL));
+		head = it_sync_head(&c[4]);
+		while (last < head) {
+			json_t *arrs, *e;
+			const char *name;
+			long long prev, rev;
+
+			m = recv_inval(sub, 10000);
+			assert_non_null(m);
+			prev = reply_int(m, "prev");
+			rev = reply_int(m, "revision");
+			assert_int_equal(prev, last);
+			assert_null(json_object_get(m, "truncated"));
+			msgs++;
+			batched += rev - prev > 1;
+			arrs = json_object_get(m, "arrays");
+			json_object_foreach(arrs, name, e) {
+				struct mx_arr *a = NULL;
+				json_t *meta = json_object_get(e, "meta"), *pair;
+				size_t i;
+
+				for (int k = 0; k < MX_NAMES; k++)
+					if (!strcmp(names[k], name))
+						a = &model[k];
+				if (!a)
+					continue;
+				if (json_is_true(json_object_get(e, "deleted"))) {
+					assert_true(a->present);
+					assert_int_equal(a->id, json_integer_value(json_object_get(e, "id")));
+					a->present = false;
+					continue;
+				}
+				if (json_is_true(json_object_get(e, "created"))) {
+					assert_false(a->present);
+					a->present = true;
+					a->id = json_integer_value(json_object_get(e, "id"));
+					for (int b = 0; b < MX_BLK; b++)
+						a->slot[b] = -2;
+				} else {
+					assert_true(a->present);
+					assert_int_equal(a->id, json_integer_value(json_object_get(e, "id")));
+				}
+				if (meta)
+					a->nbytes = json_integer_value(json_object_get(meta, "nbytes"));
+				json_array_foreach(json_object_get(e, "blocks"), i, pair) {
+					long long b = json_integer_value(json_array_get(pair, 0));
+					json_t *s = json_array_get(pair, 1);
+
+					assert_true(b >= 0 && b < MX_BLK);
+					a->slot[b] = json_is_null(s) ? -2 : json_integer_value(s);
+				}
+			}
+			last = rev;
+			json_decref(m);
+		}
+		/* the model is the broker's state at head */
+		for (int k = 0; k < MX_NAMES; k++) {
+			struct mx_arr t;
+
+			mx_from_open(&c[4], names[k], &t);
+			assert_int_equal(t.present, model[k].present);
+			if (!t.present)
+				continue;
+			assert_int_equal(t.id, model[k].id);
+			assert_int_equal(t.nbytes, model[k].nbytes);
+			for (long long b = 0; b * IT_BLOCK < t.nbytes; b++)
+				if (t.slot[b] != model[k].slot[b]) {
+					fprintf(stderr, "round %d %s blk %lld: broker %lld model %lld\n",
+						round, names[k], b, t.slot[b], model[k].slot[b]);
+					fail();
+				}
+		}
+	}
+	assert_true(msgs > 0);
+	assert_true(batched > 0);
+	zmq_close(sub);
+	zmq_ctx_term(ctx);
+	for (int i = 0; i < 5; i++)
+		tclient_close(&c[i]);
+	it_stop(&broker);
+}
+
 /* ---- access control --------------------------------------------------------- */
 
 /* In a child: become uid/gid with groups, connect, and check that the
@@ -1217,6 +1402,7 @@ int main(void)
 		T(test_stats_counters),
 		T(test_invalidations),
 		T(test_invalidations_batched),
+		T(test_invalidations_batched_mixed),
 		T(test_access_control),
 	};
 
