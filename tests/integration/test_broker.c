@@ -980,7 +980,9 @@ static void test_invalidations_batched(void **state)
 	memset(slot_at, 0xff, sizeof(slot_at));
 
 	for (int round = 0; round < 40 && !batched; round++) {
-		/* every client sends its commit before any reply is read */
+		/* every client sends its commit before any reply is read, the
+		 * broker held meanwhile: one batch takes them all */
+		assert_int_equal(kill(broker.pid, SIGSTOP), 0);
 		for (int i = 0; i < BATCH_CLIENTS; i++) {
 			char text[256];
 			int fd = it_pages_memfd((uint32_t)(round * BATCH_CLIENTS + i), 0, 1);
@@ -991,6 +993,7 @@ static void test_invalidations_batched(void **state)
 			assert_int_equal(tclient_send_raw(&c[i], text, (size_t)n, &fd, 1), 0);
 			close(fd);
 		}
+		assert_int_equal(kill(broker.pid, SIGCONT), 0);
 		for (int i = 0; i < BATCH_CLIENTS; i++) {
 			json_t *ch;
 			long long rev;
@@ -1130,7 +1133,9 @@ static void test_invalidations_batched_mixed(void **state)
 		for (int i = 0; i < 4; i++)
 			it_sync_head(&c[i]);
 		/* c0 deletes d, c1 re-creates it, c2 resizes y and writes it,
-		 * c3 writes y and z in one commit */
+		 * c3 writes y and z in one commit; the broker is held while they
+		 * are sent, so that they come as one batch */
+		assert_int_equal(kill(broker.pid, SIGSTOP), 0);
 		n = snprintf(text, sizeof(text), "{\"op\":\"delete\",\"name\":\"d\"}");
 		assert_int_equal(tclient_send_raw(&c[0], text, (size_t)n, NULL, 0), 0);
 		n = snprintf(text, sizeof(text), "{\"op\":\"create\",\"name\":\"d\",\"dtype\":\"|u1\","
@@ -1150,6 +1155,7 @@ static void test_invalidations_batched_mixed(void **state)
 			     "\"runs\":[[0,1]],\"data\":0}]}]}", round % 4);
 		assert_int_equal(tclient_send_raw(&c[3], text, (size_t)n, &fd, 1), 0);
 		close(fd);
+		assert_int_equal(kill(broker.pid, SIGCONT), 0);
 		for (int i = 0; i < 4; i++)
 			json_decref(tclient_recv(&c[i], 10000, NULL, NULL));
 		head = it_sync_head(&c[4]);

@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 
 #include "conn_int.h" /* conn_debug_drop_invalidations, c->ram */
@@ -1012,14 +1013,32 @@ static void test_lost_invalidations_resync(void **state)
 	it_stop(&broker);
 }
 
+/* A commit of a's block 0, byte 0 = v, on a thread of its own. */
+struct bi_commit {
+	shma_conn *a;
+	shma_array *xa;
+	unsigned char v;
+	int err;
+	uint64_t rev;
+};
+
+static void *bi_commit_run(void *arg)
+{
+	struct bi_commit *bc = arg;
+
+	blk_ptr(bc->xa, 0)[0] = bc->v;
+	bc->err = shma_commit(bc->a, &bc->rev);
+	return NULL;
+}
+
 /* The broker publishes the commits of one batch as one message covering
  * their revisions (prev, revision].  One that starts at the snapshot is
  * applied from the stream, whatever number of revisions it covers; one
  * that starts before it (this connection's own commit was in the batch)
  * is not: the sync asks the broker, and an uncommitted change to a block
  * the connection itself committed in that batch does not conflict.  Two
- * raw clients commit at once, with or without this connection, until both
- * kinds of message were seen. */
+ * raw clients commit at once, with or without this connection in between,
+ * until both kinds of message were seen. */
 static void test_batched_invalidations(void **state)
 {
 	shma_conn *a, *b;
@@ -1043,12 +1062,17 @@ static void test_batched_invalidations(void **state)
 		it_sync_head(&r[i]);
 	}
 
-	for (uint32_t round = 1; round <= 200 && !(seen_joined && seen_straddle); round++) {
+	for (uint32_t round = 1; round <= 50 && !(seen_joined && seen_straddle); round++) {
 		bool with_a = round % 2 == 0;
 		uint64_t ra = 0, rev[2], newest, snap;
 		struct shma_conn_stats s0, s1;
+		struct bi_commit ac = { a, xa, (unsigned char)round, 0, 0 };
+		pthread_t th;
 		json_t *m;
 
+		/* the broker is held while the commits are sent, so that one
+		 * batch takes them all: r[0]'s, this connection's, r[1]'s */
+		assert_int_equal(kill(broker.pid, SIGSTOP), 0);
 		for (int i = 0; i < 2; i++) {
 			char text[256];
 			int fd = it_pages_memfd(round * 2 + (uint32_t)i, 0, 1);
@@ -1058,10 +1082,16 @@ static void test_batched_invalidations(void **state)
 
 			assert_int_equal(tclient_send_raw(&r[i], text, (size_t)n, &fd, 1), 0);
 			close(fd);
+			if (i == 0 && with_a) {
+				assert_int_equal(pthread_create(&th, NULL, bi_commit_run, &ac), 0);
+				it_sleep_ms(100); /* its request is sent, its reply awaited */
+			}
 		}
+		assert_int_equal(kill(broker.pid, SIGCONT), 0);
 		if (with_a) {
-			blk_ptr(xa, 0)[0] = (unsigned char)round;
-			IT_OK(a, shma_commit(a, &ra));
+			assert_int_equal(pthread_join(th, NULL), 0);
+			IT_OK(a, ac.err);
+			ra = ac.rev;
 		}
 		for (int i = 0; i < 2; i++)
 			rev[i] = (uint64_t)it_commit_revision(tclient_recv(&r[i], 10000, NULL, NULL));
