@@ -10,6 +10,7 @@
 #include "itest.h"
 
 #include <grp.h>
+#include <signal.h>
 #include <zmq.h>
 
 #include "pub.h"
