@@ -492,10 +492,14 @@ static void blocks_dedup(json_t *e)
 			(uint64_t)json_integer_value(json_array_get(json_array_get(blocks, i), 0)), i
 		};
 	qsort(v, n, sizeof(*v), cmp_pair_at);
-	for (size_t i = 0; i < n; i++)
-		if (i + 1 == n || v[i + 1].blk != v[i].blk)
-			json_array_append(out, json_array_get(blocks, v[i].i));
-	json_object_set_new(e, "blocks", out);
+	for (size_t i = 0; i < n && out; i++)
+		if ((i + 1 == n || v[i + 1].blk != v[i].blk) &&
+		    json_array_append(out, json_array_get(blocks, v[i].i))) {
+			json_decref(out); /* the joined list stays: right, if longer */
+			out = NULL;
+		}
+	if (out)
+		json_object_set_new(e, "blocks", out);
 	free(v);
 }
 
@@ -567,7 +571,7 @@ static void inval_add(struct server *s, uint64_t rev, json_t *changes)
 			return;
 		}
 	}
-	json_object_set_new(s->inv, "revision", json_integer((json_int_t)rev));
+	s->inv_broken |= json_object_set_new(s->inv, "revision", json_integer((json_int_t)rev)) != 0;
 	s->inv_pairs += n;
 	arrs = json_object_get(s->inv, "arrays");
 	json_object_foreach(changes, name, e) {
