@@ -870,6 +870,29 @@ static json_t *recv_inval(void *sub, int timeout_ms)
 	return j;
 }
 
+/* A SUB socket (in a new context, *ctx) on endpoint, subscribed to the
+ * stream and known to receive: a subscription takes a moment to reach the
+ * publisher, so c creates arrays w0, w1, ... until one is seen.  Returns the
+ * first message seen (owned). */
+static void *sub_ready(const char *endpoint, struct tclient *c, void **ctx, json_t **first)
+{
+	void *sub;
+	json_t *m = NULL;
+
+	*ctx = zmq_ctx_new();
+	sub = zmq_socket(*ctx, ZMQ_SUB);
+	assert_int_equal(zmq_setsockopt(sub, ZMQ_SUBSCRIBE, PUB_TOPIC, strlen(PUB_TOPIC)), 0);
+	assert_int_equal(zmq_connect(sub, endpoint), 0);
+	for (int i = 0; i < 100 && !m; i++) {
+		it_ok_drop(c, "{\"op\":\"create\",\"name\":\"w%d\",\"dtype\":\"|u1\",\"shape\":[%u]}",
+			   i, IT_BLOCK);
+		m = recv_inval(sub, 50);
+	}
+	assert_non_null(m);
+	*first = m;
+	return sub;
+}
+
 static void test_invalidations(void **state)
 {
 	char endpoint[512], store[64];
@@ -895,18 +918,7 @@ static void test_invalidations(void **state)
 	assert_string_equal(endpoint, broker.endpoint);
 	json_decref(r);
 
-	ctx = zmq_ctx_new();
-	sub = zmq_socket(ctx, ZMQ_SUB);
-	assert_int_equal(zmq_setsockopt(sub, ZMQ_SUBSCRIBE, PUB_TOPIC, strlen(PUB_TOPIC)), 0);
-	assert_int_equal(zmq_connect(sub, endpoint), 0);
-	/* a subscription takes a moment to reach the publisher: create arrays
-	 * until one is seen */
-	for (int i = 0; i < 100 && !m; i++) {
-		it_ok_drop(&a, "{\"op\":\"create\",\"name\":\"w%d\",\"dtype\":\"|u1\",\"shape\":[%u]}",
-			   i, IT_BLOCK);
-		m = recv_inval(sub, 50);
-	}
-	assert_non_null(m);
+	sub = sub_ready(endpoint, &a, &ctx, &m);
 	assert_string_equal(json_string_value(json_object_get(m, "store")), store);
 	x = json_object_get(m, "arrays");
 	assert_int_equal(json_object_size(x), 1);
@@ -951,7 +963,6 @@ static void test_invalidations_batched(void **state)
 	struct tclient c[BATCH_CLIENTS];
 	long long slot_at[256][BATCH_CLIENTS]; /* [revision - base][blk] */
 	long long base, last, head = 0;
-	char endpoint[512];
 	void *ctx, *sub;
 	json_t *m = NULL, *r;
 	bool batched = false;
@@ -960,17 +971,7 @@ static void test_invalidations_batched(void **state)
 	it_start(&broker, NULL);
 	for (int i = 0; i < BATCH_CLIENTS; i++)
 		it_open_client(&c[i], &broker);
-	snprintf(endpoint, sizeof(endpoint), "%s", broker.endpoint);
-	ctx = zmq_ctx_new();
-	sub = zmq_socket(ctx, ZMQ_SUB);
-	assert_int_equal(zmq_setsockopt(sub, ZMQ_SUBSCRIBE, PUB_TOPIC, strlen(PUB_TOPIC)), 0);
-	assert_int_equal(zmq_connect(sub, endpoint), 0);
-	for (int i = 0; i < 100 && !m; i++) {
-		it_ok_drop(&c[0], "{\"op\":\"create\",\"name\":\"w%d\",\"dtype\":\"|u1\","
-			   "\"shape\":[%u]}", i, IT_BLOCK);
-		m = recv_inval(sub, 50);
-	}
-	assert_non_null(m);
+	sub = sub_ready(broker.endpoint, &c[0], &ctx, &m);
 	json_decref(m);
 	it_create(&c[0], "bt", (uint64_t)BATCH_CLIENTS * IT_BLOCK, 0);
 	while ((m = recv_inval(sub, 100)))
@@ -1095,7 +1096,6 @@ static void test_invalidations_batched_mixed(void **state)
 	static const char *names[MX_NAMES] = { "y", "z", "d" };
 	struct tclient c[5];
 	struct mx_arr model[MX_NAMES];
-	char endpoint[512];
 	void *ctx, *sub;
 	json_t *m = NULL;
 	long long last;
@@ -1105,17 +1105,7 @@ static void test_invalidations_batched_mixed(void **state)
 	it_start(&broker, NULL);
 	for (int i = 0; i < 5; i++)
 		it_open_client(&c[i], &broker);
-	snprintf(endpoint, sizeof(endpoint), "%s", broker.endpoint);
-	ctx = zmq_ctx_new();
-	sub = zmq_socket(ctx, ZMQ_SUB);
-	assert_int_equal(zmq_setsockopt(sub, ZMQ_SUBSCRIBE, PUB_TOPIC, strlen(PUB_TOPIC)), 0);
-	assert_int_equal(zmq_connect(sub, endpoint), 0);
-	for (int i = 0; i < 100 && !m; i++) {
-		it_ok_drop(&c[0], "{\"op\":\"create\",\"name\":\"w%d\",\"dtype\":\"|u1\","
-			   "\"shape\":[%u]}", i, IT_BLOCK);
-		m = recv_inval(sub, 50);
-	}
-	assert_non_null(m);
+	sub = sub_ready(broker.endpoint, &c[0], &ctx, &m);
 	json_decref(m);
 	it_create(&c[0], "y", 4u * IT_BLOCK, 0);
 	it_create(&c[0], "z", 4u * IT_BLOCK, 0);
