@@ -27,7 +27,8 @@ int server_new(const struct broker_config *cfg, struct server **out, char *errbu
 int server_run(struct server *s);
 
 /* One pass of the loop: wait up to timeout_ms (-1: forever, 0: not at all)
- * for events, handle them, make the changes durable and answer.  0, 1 once
+ * for events, handle them and whatever else has arrived meanwhile (a few
+ * more polls that do not wait), make the changes durable and answer.  0, 1 once
  * a stop was asked for (signal), or -errno on a fatal error.  For tests and
  * fuzzing, which drive the server from their own loop. */
 int server_step(struct server *s, int timeout_ms);

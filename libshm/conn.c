@@ -126,13 +126,9 @@ int conn_call(struct shma_conn *c, json_t *req, const int *fds, int nfds, json_t
 					  c->path, strerror(-err));
 		}
 	}
-	err = proto_recv_buf(c->fd, &c->rbuf,
-			     c->max_message < PROTO_MIN_INLINE ? PROTO_MIN_INLINE : c->max_message,
-			     MAX_REPLY, &m);
+	err = proto_recv_buf(c->fd, &c->rbuf, c->max_message, MAX_REPLY, &m);
 	if (err == -ECONNRESET)
-		err = proto_recv_buf(c->fd, &c->rbuf,
-				     c->max_message < PROTO_MIN_INLINE ? PROTO_MIN_INLINE :
-				     c->max_message, MAX_REPLY, &m);
+		err = proto_recv_buf(c->fd, &c->rbuf, c->max_message, MAX_REPLY, &m);
 	if (err) {
 		lose(c);
 		return conn_error(c, SHMA_EDISCONNECTED, "the broker at %s is gone (%s)", c->path,

@@ -81,8 +81,8 @@ struct shma_conn {
 	int pool_fd; /* the page pool */
 	int data_fd; /* page data of commits, reused; -1 until the first */
 	uint64_t pool_size;
-	size_t max_message;
-	struct proto_rbuf rbuf; /* replies are received into it */
+	size_t max_message; /* PROTO_MIN_INLINE until hello says more; never less */
+	struct proto_rbuf rbuf; /* replies are received into it (in conn_call) */
 	size_t default_blksize;
 	char store[40];
 	char *publish;

@@ -392,6 +392,22 @@ static void await_stream(shma_conn *listener, shma_conn *writer, shma_array *scr
 	fail_msg("the invalidation stream never delivered a commit");
 }
 
+/* Connections a (listening) and b (writing), on a running broker: array
+ * `name` of nbytes, created by b and opened by a (*xa); b's one-block
+ * "scratch" (*sb); a's stream live and a caught up with it. */
+static void stream_pair(const char *name, uint64_t nbytes, shma_conn **a, shma_conn **b,
+			shma_array **xa, shma_array **sb)
+{
+	*a = conn_open(NULL);
+	*b = conn_open(NULL);
+	array_create(*b, "scratch", BS);
+	IT_OK(*a, shma_sync_to(*a, array_create(*b, name, nbytes)));
+	*xa = array_open(*a, name);
+	*sb = array_open(*b, "scratch");
+	await_stream(*a, *b, *sb);
+	IT_OK(*a, shma_sync(*a, NULL));
+}
+
 /* Poll until c has heard of revision rev. */
 static void await_heard(shma_conn *c, uint64_t rev)
 {
@@ -943,15 +959,8 @@ static void test_lost_invalidations_resync(void **state)
 	(void)state;
 	shma_vm_install_handler();
 	it_start(&broker, NULL);
-	a = conn_open(NULL);
-	b = conn_open(NULL);
-	array_create(b, "scratch", BS);
-	IT_OK(a, shma_sync_to(a, array_create(b, "li", 8 * BS)));
-	xa = array_open(a, "li");
+	stream_pair("li", 8 * BS, &a, &b, &xa, &sb);
 	xb = array_open(b, "li");
-	sb = array_open(b, "scratch");
-	await_stream(a, b, sb);
-	IT_OK(a, shma_sync(a, NULL)); /* caught up */
 
 	/* a gap: of r1, r2 only r2 arrives */
 	s0 = stats_of(a);
@@ -1049,14 +1058,7 @@ static void test_batched_invalidations(void **state)
 	(void)state;
 	shma_vm_install_handler();
 	it_start(&broker, NULL);
-	a = conn_open(NULL);
-	b = conn_open(NULL);
-	array_create(b, "scratch", BS);
-	IT_OK(a, shma_sync_to(a, array_create(b, "bi", 4 * BS)));
-	xa = array_open(a, "bi");
-	sb = array_open(b, "scratch");
-	await_stream(a, b, sb);
-	IT_OK(a, shma_sync(a, NULL));
+	stream_pair("bi", 4 * BS, &a, &b, &xa, &sb);
 	for (int i = 0; i < 2; i++) {
 		it_open_client(&r[i], &broker);
 		it_sync_head(&r[i]);
@@ -1157,15 +1159,8 @@ static void test_sync_heard_revision_dropped(void **state)
 	(void)state;
 	shma_vm_install_handler();
 	it_start(&broker, "{\"retention\":{\"revisions\":2,\"seconds\":0}}");
-	a = conn_open(NULL);
-	b = conn_open(NULL);
-	array_create(b, "scratch", BS);
-	IT_OK(a, shma_sync_to(a, array_create(b, "kept", 8 * BS)));
-	xa = array_open(a, "kept");
+	stream_pair("kept", 8 * BS, &a, &b, &xa, &sb);
 	xb = array_open(b, "kept");
-	sb = array_open(b, "scratch");
-	await_stream(a, b, sb);
-	IT_OK(a, shma_sync(a, NULL));
 
 	blk_fill(xb, 0, 1);
 	IT_OK(b, shma_commit(b, &r1));
