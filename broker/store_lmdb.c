@@ -51,7 +51,12 @@
 #define BLK_DATA 0
 #define BLK_HOLE 1
 #define COMPACT_PER_SYNC 512 /* queue entries handled by one sync at most */
-#define COMPACT_BATCH 256    /* due entries before a commit's sync does them */
+/* A commit's sync compacts once this many queue entries, or records of this
+ * many bytes, are due (the idle tick does it whatever is due).  A pass reads
+ * every record of each block it compacts, so rarer passes cost less: a
+ * block written a page at a time holds hundreds of records. */
+#define COMPACT_BATCH 2048
+#define COMPACT_BYTES ((uint64_t)32 << 20)
 
 /* The value of a blocks record: this header, the changed and zero page
  * bitmaps (nwords uint64 each), then the nstored changed non-zero pages in
@@ -67,9 +72,11 @@ struct blkrec {
 _Static_assert(sizeof(struct blkrec) == 24, "blkrec layout");
 
 /* Work for compaction: a block that got a newer record at rev (its older
- * records may go once rev <= oldest), or an incarnation deleted at rev. */
+ * records may go once rev <= oldest), or an incarnation deleted at rev.
+ * size: its record's bytes; cum: the bytes of the records queued so far,
+ * this one's included. */
 struct cq {
-	uint64_t id, blk, rev;
+	uint64_t id, blk, rev, size, cum;
 	bool array;
 };
 
@@ -91,6 +98,7 @@ struct lstore {
 	struct cq *q;
 	size_t qfront, nq, capq;
 	size_t nq_synced; /* entries at the last successful sync */
+	uint64_t q_bytes; /* bytes of the records queued since the store opened */
 };
 
 static const struct store_ops lmdb_ops;
@@ -265,7 +273,8 @@ static int get_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t *v)
 
 /* ---- the compaction queue --------------------------------------------------- */
 
-static int queue(struct lstore *s, uint64_t id, uint64_t blk, uint64_t rev, bool array)
+static int queue(struct lstore *s, uint64_t id, uint64_t blk, uint64_t rev, bool array,
+		 uint64_t bytes)
 {
 	if (s->nq == s->capq) {
 		size_t ncap = s->capq ? s->capq * 2 : 256;
@@ -284,7 +293,8 @@ static int queue(struct lstore *s, uint64_t id, uint64_t blk, uint64_t rev, bool
 			s->capq = ncap;
 		}
 	}
-	s->q[s->nq++] = (struct cq){ id, blk, rev, array };
+	s->q_bytes += bytes;
+	s->q[s->nq++] = (struct cq){ id, blk, rev, bytes, s->q_bytes, array };
 	return 0;
 }
 
@@ -401,7 +411,7 @@ static int array_delete(struct lstore *s, MDB_txn *txn, const struct cat_array *
 		return r;
 	json_object_set_new(j, "deleted", json_integer((json_int_t)rev));
 	r = put_array_json(s, txn, a->id, j);
-	return r ? r : queue(s, a->id, 0, rev, true);
+	return r ? r : queue(s, a->id, 0, rev, true, 0);
 }
 
 /* ---- blocks records ---------------------------------------------------------- */
@@ -453,7 +463,7 @@ static int put_block(struct lstore *s, MDB_txn *txn, uint64_t id, uint64_t blk, 
 	h.crc = crc32c((char *)d.mv_data + 4, d.mv_size - 4);
 	memcpy(d.mv_data, &h.crc, sizeof(h.crc));
 	free(zero);
-	return queue(s, id, blk, rev, false);
+	return queue(s, id, blk, rev, false, d.mv_size);
 }
 
 static int cmp_blkchange(const void *key, const void *elem)
@@ -811,52 +821,91 @@ static int lmdb_write(struct store *st, const struct store_record *rec)
 	return 0;
 }
 
-/* How many queue entries are due (rev <= oldest), up to max. */
-static size_t compaction_due_count(const struct lstore *s, size_t max)
+/* How many queue entries are due (rev <= oldest), and the bytes of their
+ * records.  The queue is in the order of the writes, so by revision: a
+ * binary search. */
+static size_t compaction_due_count(const struct lstore *s, uint64_t *bytes)
 {
-	size_t n = 0;
+	size_t lo = s->qfront, hi = s->nq_synced;
 
-	for (size_t i = s->qfront; i < s->nq_synced && n < max; i++, n++)
-		if (s->q[i].rev > s->want_oldest)
-			break;
-	return n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->q[mid].rev <= s->want_oldest)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*bytes = lo > s->qfront ? s->q[lo - 1].cum - s->q[s->qfront].cum +
+					  s->q[s->qfront].size : 0;
+	return lo - s->qfront;
+}
+
+/* The blocks (and incarnations) one compaction pass has done, at most
+ * COMPACT_PER_SYNC: a block written often is queued once per write, and
+ * compacting it once at oldest does for every entry of it in the pass.
+ * Open addressing, never more than half full. */
+#define DONE_SLOTS (2 * COMPACT_PER_SYNC)
+_Static_assert((DONE_SLOTS & (DONE_SLOTS - 1)) == 0, "DONE_SLOTS: a power of two");
+
+static size_t done_hash(const struct cq *e)
+{
+	uint64_t h = e->id * 0x9e3779b97f4a7c15u ^ e->blk * 0xc2b2ae3d27d4eb4fu ^ e->array;
+
+	return (size_t)(h ^ h >> 29) & (DONE_SLOTS - 1);
+}
+
+/* Add e to done; false if an entry of the same block was there. */
+static bool done_add(const struct cq **done, const struct cq *e)
+{
+	size_t i = done_hash(e);
+
+	for (; done[i]; i = (i + 1) & (DONE_SLOTS - 1))
+		if (done[i]->id == e->id && done[i]->blk == e->blk &&
+		    done[i]->array == e->array)
+			return false;
+	done[i] = e;
+	return true;
 }
 
 static int do_compaction(struct lstore *s, size_t *front, bool idle)
 {
-	uint64_t oldest = s->want_oldest;
-	size_t i = s->qfront, done = 0;
+	uint64_t oldest = s->want_oldest, due_bytes;
+	size_t i = s->qfront, ndone = 0;
+	const struct cq **done;
 	int r = 0;
 
 	/* a batch of changes does compaction only when much is due, so that
-	 * small commits do not pay for it each time; the idle tick does the
-	 * rest */
-	if (!idle && compaction_due_count(s, COMPACT_BATCH) < COMPACT_BATCH) {
+	 * small commits do not pay for it each time (a pass reads every
+	 * record of each block it compacts); the idle tick does the rest */
+	if (!idle && compaction_due_count(s, &due_bytes) < COMPACT_BATCH &&
+	    due_bytes < COMPACT_BYTES) {
 		*front = i;
 		return 0;
+	}
+	done = calloc(DONE_SLOTS, sizeof(*done));
+	if (!done) {
+		*front = i;
+		return 0; /* compaction waits; the batch goes on */
 	}
 
 	/* each item in a child transaction: one that fails (a damaged
 	 * record, no room for a rewrite) is left as it is, never failing the
 	 * batch it rides with */
-	while (!r && i < s->nq && s->q[i].rev <= oldest && done < COMPACT_PER_SYNC) {
+	while (!r && i < s->nq && s->q[i].rev <= oldest && ndone < COMPACT_PER_SYNC) {
 		const struct cq *e = &s->q[i];
 		MDB_txn *child;
-		bool again = false;
 		int rc;
 
-		/* a block written often is queued once per write: compacting it
-		 * once at oldest does for every entry of it in this pass */
-		for (size_t j = s->qfront; j < i && !again; j++)
-			again = s->q[j].id == e->id && s->q[j].blk == e->blk &&
-				s->q[j].array == e->array;
-		if (again) {
+		if (!done_add(done, e)) {
 			i++;
 			continue;
 		}
 		rc = mdb_txn_begin(s->env, s->txn, 0, &child);
-		if (rc)
-			return mdb_err(rc); /* the batch itself is in trouble */
+		if (rc) {
+			r = mdb_err(rc); /* the batch itself is in trouble */
+			break;
+		}
 		rc = e->array ? compact_array(s, child, e->id) :
 				compact_block(s, child, e->id, e->blk, oldest);
 		if (!rc)
@@ -867,8 +916,9 @@ static int do_compaction(struct lstore *s, size_t *front, bool idle)
 			log_warn("store: compaction of array %" PRIu64 " block %" PRIu64
 				 " skipped: %s", e->id, e->blk, strerror(-rc));
 		i++;
-		done++;
+		ndone++;
 	}
+	free(done);
 	*front = i;
 	return r;
 }
@@ -1411,7 +1461,7 @@ static int restore_array(struct restore *rs, uint64_t id, const MDB_val *d)
 	*e = (struct rarr){ .id = id, .created = ra.created, .deleted = ra.deleted };
 	if (ra.deleted != CAT_LIVE && ra.deleted <= rs->s->oldest) {
 		/* nothing kept can see it: compaction takes it */
-		r = queue(rs->s, id, 0, ra.deleted, true);
+		r = queue(rs->s, id, 0, ra.deleted, true, 0);
 		if (!r)
 			rs->narrs++;
 		goto out;
@@ -1422,7 +1472,7 @@ static int restore_array(struct restore *rs, uint64_t id, const MDB_val *d)
 		goto out;
 	}
 	if (ra.deleted != CAT_LIVE) { /* compaction takes it once oldest passes */
-		r = queue(rs->s, id, 0, ra.deleted, true);
+		r = queue(rs->s, id, 0, ra.deleted, true, 0);
 		if (r) {
 			restore_fail(rs, r, "out of memory");
 			goto out;
@@ -1576,9 +1626,9 @@ static int restore_block(struct restore *rs, struct rarr *ra, uint64_t blk, stru
 	/* what compaction had still to do when the broker stopped: what is
 	 * under the base now, the rest once oldest reaches the newest record */
 	if (base > 0 || (base == 0 && recs[0].h->kind == BLK_HOLE))
-		r = queue(rs->s, ra->id, blk, recs[base].rev, false);
+		r = queue(rs->s, ra->id, blk, recs[base].rev, false, 0);
 	if (!r && n > 1 && recs[n - 1].rev > rs->s->oldest)
-		r = queue(rs->s, ra->id, blk, recs[n - 1].rev, false);
+		r = queue(rs->s, ra->id, blk, recs[n - 1].rev, false, 0);
 	if (r)
 		return restore_fail(rs, r, "out of memory");
 	for (size_t i = base < 0 ? 0 : (size_t)base; i < n; i++) {
