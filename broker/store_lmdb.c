@@ -50,7 +50,7 @@
 #define BLK_MAGIC 0x314b4c42u /* "BLK1" */
 #define BLK_DATA 0
 #define BLK_HOLE 1
-#define COMPACT_PER_SYNC 512 /* queue entries handled by one sync at most */
+#define COMPACT_PER_SYNC 512 /* blocks one sync compacts at most */
 /* A commit's sync compacts once this many queue entries, or records of this
  * many bytes, are due (the idle tick does it whatever is due).  A pass reads
  * every record of each block it compacts, so rarer passes cost less: a
