@@ -98,7 +98,11 @@ struct lstore {
 	struct cq *q;
 	size_t qfront, nq, capq;
 	size_t nq_synced; /* entries at the last successful sync */
-	uint64_t q_bytes; /* bytes of the records queued since the store opened */
+	/* bytes of the records queued since the store opened; entries dropped
+	 * after a failed write or sync leave it ahead of the last entry's cum,
+	 * which does not matter: only differences between queued entries'
+	 * cum are used (compaction_due_count) */
+	uint64_t q_bytes;
 };
 
 static const struct store_ops lmdb_ops;
