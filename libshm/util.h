@@ -43,6 +43,13 @@ int util_pagemap_fd(void);
  * Returns the address or NULL (errno set). */
 void *util_reserve(void *addr, size_t len);
 
+/* mmap(addr, len, prot, flags | MAP_FIXED, fd, off) and mprotect, for
+ * changing how a range that other threads may be reading is mapped: under
+ * ThreadSanitizer these tell it the range's old accesses are gone, where it
+ * would otherwise count the change as a write racing with every reader. */
+void *util_map_fixed(void *addr, size_t len, int prot, int flags, int fd, uint64_t off);
+int util_protect(void *addr, size_t len, int prot);
+
 /* Intrusive circular doubly-linked list (as in the Linux kernel). */
 struct list_head {
 	struct list_head *next, *prev;

@@ -190,15 +190,13 @@ static int page_map_into(struct page *p, struct shma_mapping *m)
 	void *addr = vma_blk_addr(m, p->blk), *r;
 
 	if (p->has_ram)
-		r = mmap(addr, f->blksize, prot, MAP_SHARED | MAP_FIXED, p->fh->ram->fd,
-			 (off_t)p->ram_off);
+		r = util_map_fixed(addr, f->blksize, prot, MAP_SHARED, p->fh->ram->fd, p->ram_off);
 	else if (p->priv) /* a private copy exists only where it was made */
 		return p->priv == m ? 0 : -EINVAL;
 	else if (p->base_fd >= 0)
-		r = mmap(addr, f->blksize, prot, MAP_SHARED | MAP_FIXED, p->base_fd,
-			 (off_t)p->base_off);
+		r = util_map_fixed(addr, f->blksize, prot, MAP_SHARED, p->base_fd, p->base_off);
 	else /* hole: zero pages that cost no memory */
-		r = mmap(addr, f->blksize, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		r = util_map_fixed(addr, f->blksize, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (r == MAP_FAILED)
 		return -errno;
 	if (!vma_test(m, p->blk)) {
@@ -240,7 +238,7 @@ static void page_reprotect_all(struct page *p)
 	struct shma_mapping *m;
 
 	for_each_vma_mapping(m, p)
-		if (mprotect(vma_blk_addr(m, p->blk), p->fh->file->blksize, prot) < 0)
+		if (util_protect(vma_blk_addr(m, p->blk), p->fh->file->blksize, prot) < 0)
 			vm_fatal("cannot change the protection of a mapped block");
 }
 
@@ -370,11 +368,11 @@ static int page_make_dirty(struct page *p, struct shma_mapping *wm)
 		void *addr = vma_blk_addr(wm, p->blk), *r;
 
 		if (p->base_fd >= 0)
-			r = mmap(addr, fh->file->blksize, PROT_READ | PROT_WRITE,
-				 MAP_PRIVATE | MAP_FIXED, p->base_fd, (off_t)p->base_off);
+			r = util_map_fixed(addr, fh->file->blksize, PROT_READ | PROT_WRITE,
+					   MAP_PRIVATE, p->base_fd, p->base_off);
 		else
-			r = mmap(addr, fh->file->blksize, PROT_READ | PROT_WRITE,
-				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+			r = util_map_fixed(addr, fh->file->blksize, PROT_READ | PROT_WRITE,
+					   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (r == MAP_FAILED)
 			return -errno;
 		if (!vma_test(wm, p->blk)) {

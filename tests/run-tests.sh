@@ -17,9 +17,9 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # TSan: libshm's fault handler allocates (calloc for a new page) inside
 # SIGSEGV; faults are synchronous, so this is safe unless an asynchronous
 # handler touches mapped memory in the middle of malloc (docs/VIRTMEM.md), so
-# report_signal_unsafe=0.  tsan.supp: TSan counts mmap as a write to the range
-# and so reports a mapping change racing with a reader of already-mapped
-# memory, which the kernel orders.
+# report_signal_unsafe=0.  A block remapped while another thread reads it
+# would look to TSan like a race; libshm tells TSan it is none
+# (util_map_fixed).  tsan.supp: libzmq, which is not built with TSan.
 here=$(cd "$(dirname "$0")" && pwd)
 export TSAN_OPTIONS=${TSAN_OPTIONS:-allow_user_segv_handler=1:handle_segv=0:handle_sigbus=0:halt_on_error=1:second_deadlock_stack=1:history_size=7:report_signal_unsafe=0:suppressions=$here/tsan.supp}
 
