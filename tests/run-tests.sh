@@ -31,13 +31,22 @@ fi
 
 passed=0 failed=0 failures=()
 limit=$timeout_s # of the next run
+# Each test's output goes to a file (not a pipe: a process a test leaves
+# behind cannot hold the run up), is shown when it ends, and its end shown
+# again in the summary if it failed, so a long log's tail tells what failed.
+logs=$(mktemp -d "${TMPDIR:-/tmp}/shma-tests.XXXXXX") || exit 1
+trap 'rm -rf "$logs"' EXIT
 run() { # name, command...
-	local name=$1; shift
+	local name=$1 log rc; shift
+	log=$logs/${name//\//_}.log
 	echo "=== $name"
-	if timeout -k 10 "$limit" "$@"; then
+	timeout -k 10 "$limit" "$@" > "$log" 2>&1
+	rc=$?
+	cat "$log"
+	if [ "$rc" -eq 0 ]; then
 		passed=$((passed + 1))
 	else
-		echo "--- FAILED: $name (exit $?)"
+		echo "--- FAILED: $name (exit $rc)"
 		failed=$((failed + 1)); failures+=("$name")
 	fi
 }
@@ -111,6 +120,10 @@ for t in "$build"/tests/crash/crash_*; do
 	run "crash/$(basename "$t")" "$t"
 done
 
+for name in "${failures[@]}"; do
+	echo "--- the end of $name's output:"
+	tail -n 30 "$logs/${name//\//_}.log"
+done
 [ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
