@@ -36,9 +36,10 @@ limit=$timeout_s # of the next run
 # again in the summary if it failed, so a long log's tail tells what failed.
 logs=$(mktemp -d "${TMPDIR:-/tmp}/shma-tests.XXXXXX") || exit 1
 trap 'rm -rf "$logs"' EXIT
+log_of() { echo "$logs/${1//\//_}.log"; }
 run() { # name, command...
 	local name=$1 log rc; shift
-	log=$logs/${name//\//_}.log
+	log=$(log_of "$name")
 	echo "=== $name"
 	timeout -k 10 "$limit" "$@" > "$log" 2>&1
 	rc=$?
@@ -122,7 +123,7 @@ done
 
 for name in "${failures[@]}"; do
 	echo "--- the end of $name's output:"
-	tail -n 30 "$logs/${name//\//_}.log"
+	tail -n 30 "$(log_of "$name")"
 done
 [ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
 echo "tests: $passed passed, $failed failed"
