@@ -20,8 +20,9 @@
  * block as the block's spares, and its next commit writes in the newer: it
  * then copies from the current version only the chunks changed since (each
  * version records which chunks may differ from the one before, and each
- * spare which chunks changed since its version), not the whole block.  A 1-page commit to a block committed to often moves a few
- * pages instead of the block.  Spares are free memory: beyond a budget (a
+ * spare which chunks changed since its version), not the whole block.  A
+ * 1-page commit to a block committed to often moves a few pages instead of
+ * the block.  Spares are free memory: beyond a budget (a
  * 64th of the pool or an eighth of the memory in use), an allocation that
  * would otherwise touch pool memory never used before takes the oldest big
  * enough spare's memory instead, so spares make the pool use at most that

@@ -67,6 +67,12 @@ void pool_fini(struct pool *p)
 	p->used_once = NULL;
 }
 
+/* Has unit u ever been allocated (its memory backed)? */
+static bool unit_used_once(const struct pool *p, size_t u)
+{
+	return p->used_once[u / 64] >> (u % 64) & 1;
+}
+
 bool pool_alloc(struct pool *p, uint64_t size, uint64_t *off)
 {
 	size_t unit;
@@ -76,7 +82,7 @@ bool pool_alloc(struct pool *p, uint64_t size, uint64_t *off)
 	*off = (uint64_t)unit * PAGE_4K;
 	p->nslots++;
 	for (size_t u = unit; u < unit + size / PAGE_4K; u++)
-		if (!(p->used_once[u / 64] >> (u % 64) & 1)) {
+		if (!unit_used_once(p, u)) {
 			p->used_once[u / 64] |= UINT64_C(1) << (u % 64);
 			p->touched += PAGE_4K;
 		}
@@ -90,7 +96,7 @@ bool pool_alloc_reused(struct pool *p, uint64_t size, uint64_t *off)
 	if (!balloc_alloc(&p->units, size / PAGE_4K, &unit))
 		return false;
 	for (size_t u = unit; u < unit + size / PAGE_4K; u++)
-		if (!(p->used_once[u / 64] >> (u % 64) & 1)) {
+		if (!unit_used_once(p, u)) {
 			balloc_mark(&p->units, unit, size / PAGE_4K, false);
 			return false;
 		}

@@ -10,9 +10,9 @@
  * (the catalog's rule), so a worker's view never changes under it.
  *
  * Seals also forbid punching holes, so a freed slot's memory is not returned
- * to the system: it is reused by the next allocation.  Memory use is the
- * high-water mark of slots in use (the catalog's spare slots count as in
- * use here, within their budget: catalog.h), never more than the pool size.
+ * to the system: it is reused by the next allocation.  Memory use is every
+ * unit ever allocated (touched; the catalog's spare slots count as in use
+ * here, within their budget: catalog.h), never more than the pool size.
  */
 #ifndef SHMA_BROKER_POOL_H
 #define SHMA_BROKER_POOL_H
