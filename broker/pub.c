@@ -18,7 +18,9 @@ struct pub {
 int pub_new(const char *endpoint, struct pub **out, char *errbuf, size_t errlen)
 {
 	struct pub *p = calloc(1, sizeof(*p));
-	int linger = 0, hwm = 10000, err;
+	/* a subscriber that stops reading costs at most hwm queued messages
+	 * (their text is shared between subscribers) */
+	int linger = 0, hwm = 1000, err;
 
 	if (!p)
 		return -ENOMEM;

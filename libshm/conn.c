@@ -25,6 +25,13 @@
 #define DATA_KEEP ((uint64_t)64 << 20) /* page data kept between commits */
 #define MAX_REPLY ((size_t)256 << 20)
 #define INV_TOPIC "shma.inv"
+/* Stream messages a connection holds while nobody syncs or polls.  A held
+ * message keeps ZeroMQ's receive buffer (8 KiB) alive, so a connection that
+ * only commits, or sleeps, would otherwise grow by 8 KiB for every batch of
+ * anybody's changes.  Past this many, ZeroMQ stops reading and the broker
+ * drops this subscriber's messages: the next shma_sync asks the broker for
+ * the changes instead (a resync). */
+#define INV_BACKLOG 1000
 
 int conn_error(struct shma_conn *c, int code, const char *fmt, ...)
 {
@@ -207,7 +214,7 @@ static void sub_close(struct shma_conn *c)
 
 static int sub_open(struct shma_conn *c)
 {
-	int linger = 0, hwm = 100000;
+	int linger = 0, hwm = INV_BACKLOG;
 
 	if (c->opts.no_invalidations || !c->publish)
 		return 0;
@@ -228,14 +235,17 @@ static int sub_open(struct shma_conn *c)
 	return 0;
 }
 
-/* Read every invalidation waiting; keep those newer than the snapshot. */
+/* Read every invalidation waiting; keep those newer than the snapshot.  A
+ * drain that finds the backlog (nearly) full notes that messages after it
+ * may have been dropped: what it heard of then need not be the newest. */
 static void sub_drain(struct shma_conn *c)
 {
 	char topic[32];
+	size_t nread = 0;
 
 	if (!c->zsub)
 		return;
-	for (;;) {
+	for (;; nread++) {
 		zmq_msg_t msg;
 		json_error_t jerr;
 		json_t *j;
@@ -269,6 +279,8 @@ static void sub_drain(struct shma_conn *c)
 			c->heard = (uint64_t)json_integer_value(json_object_get(j, "revision"));
 		json_array_append_new(c->pending, j);
 	}
+	if (nread >= INV_BACKLOG / 2) /* half: ZeroMQ's count is per pipe, not exact */
+		c->inv_overflow = true;
 }
 
 /* Drop queued invalidations the snapshot has reached. */
@@ -797,8 +809,8 @@ static int sync_locked(struct shma_conn *c, bool to_given, uint64_t to)
 	int err;
 
 	sub_drain(c);
-	if (!to_given)
-		to = c->heard > c->snap ? c->heard : 0; /* 0: the broker's newest */
+	if (!to_given) /* 0: the broker's newest */
+		to = c->heard > c->snap && !c->inv_overflow ? c->heard : 0;
 	from_stream = to && to > c->snap && pending_complete(c, to);
 	req = json_pack("{s:s}", "op", "sync");
 	if (to)
@@ -833,6 +845,8 @@ static int sync_locked(struct shma_conn *c, bool to_given, uint64_t to)
 	c->snap = to;
 	if (c->heard < to)
 		c->heard = to;
+	if (!to_given)
+		c->inv_overflow = false; /* at the broker's newest, or what followed it */
 	pending_trim(c);
 	c->st.syncs++;
 	return err;

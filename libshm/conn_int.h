@@ -92,6 +92,8 @@ struct shma_conn {
 	void *zctx, *zsub; /* invalidations; NULL without */
 	uint64_t heard;	   /* newest revision heard of */
 	json_t *pending;   /* invalidation messages newer than snap, in order */
+	bool inv_overflow; /* the stream may have dropped messages since the last
+			    * sync to the newest: heard is not to be trusted */
 	unsigned drop_next; /* test hook: invalidations to throw away */
 
 	shma_ram *ram;

@@ -442,7 +442,11 @@ int shma_abort(shma_conn *c);
  * connection's own changes (if none is newer than the snapshot, or without
  * invalidations: the broker's newest).  The stream lags a little behind the
  * broker: to be sure to see a revision learnt of some other way (a reply
- * from another process, an ArrayRef), use shma_sync_to.  shma_sync_to: to
+ * from another process, an ArrayRef), use shma_sync_to.  A connection holds
+ * at most about 1000 stream messages between its syncs and polls (memory
+ * stays bounded when it only commits, or sleeps); past that it misses
+ * messages, and its next shma_sync asks the broker for the changes (stats:
+ * resyncs) and goes to the broker's newest.  shma_sync_to: to
  * the given revision (an older one is allowed if the broker still keeps it:
  * SHMA_ENOTKEPT otherwise). */
 int shma_sync(shma_conn *c, uint64_t *rev);

@@ -1022,6 +1022,62 @@ static void test_lost_invalidations_resync(void **state)
 	it_stop(&broker);
 }
 
+/* A connection that neither syncs nor polls while thousands of batches are
+ * published keeps only a bounded backlog of them (libshm's receive queue;
+ * past it the broker drops its messages).  Its next sync cannot trust what
+ * it heard of, so it asks the broker and lands on the newest revision with
+ * the right data; after that the stream serves it again. */
+static void test_idle_subscriber_backlog(void **state)
+{
+	enum { NCOMMITS = 3000, NBLK = 8 };
+	shma_conn *a, *b;
+	shma_array *xa, *xb, *sb;
+	struct shma_conn_stats s0, s1;
+	uint64_t last[NBLK] = { 0 }, r = 0, rev = 0;
+
+	(void)state;
+	shma_vm_install_handler();
+	it_start(&broker, NULL);
+	stream_pair("ib", NBLK * BS, &a, &b, &xa, &sb);
+	xb = array_open(b, "ib");
+
+	s0 = stats_of(a);
+	for (uint64_t i = 1; i <= NCOMMITS; i++) { /* one batch each: b waits for its reply */
+		memcpy(blk_ptr(xb, i % NBLK), &i, sizeof(i));
+		IT_OK(b, shma_commit(b, &r));
+		last[i % NBLK] = i;
+	}
+	IT_OK(a, shma_sync(a, &rev));
+	assert_int_equal(rev, r);
+	for (uint64_t k = 0; k < NBLK; k++) {
+		uint64_t v;
+
+		memcpy(&v, blk_ptr(xa, k), sizeof(v));
+		assert_int_equal(v, last[k]);
+	}
+	s1 = stats_of(a);
+	assert_int_equal(s1.resyncs - s0.resyncs, 1);
+	assert_true(s1.invalidations - s0.invalidations < NCOMMITS);
+
+	/* the stream again: one more commit is applied from it */
+	blk_ptr(xb, 0)[0] = 0x5a;
+	IT_OK(b, shma_commit(b, &r));
+	await_heard(a, r);
+	IT_OK(a, shma_sync(a, &rev));
+	assert_int_equal(rev, r);
+	assert_int_equal(blk_ptr(xa, 0)[0], 0x5a);
+	s0 = stats_of(a);
+	assert_int_equal(s0.resyncs, s1.resyncs);
+	assert_int_equal(s0.invalidations - s1.invalidations, 1);
+
+	shma_close(&xa);
+	shma_close(&xb);
+	shma_close(&sb);
+	shma_disconnect(&a);
+	shma_disconnect(&b);
+	it_stop(&broker);
+}
+
 /* A commit of a's block 0, byte 0 = v, on a thread of its own. */
 struct bi_commit {
 	shma_conn *a;
@@ -2122,6 +2178,7 @@ int main(void)
 		T(test_abort_discards),
 		T(test_killed_writer_leaves_nothing),
 		T(test_lost_invalidations_resync),
+		T(test_idle_subscriber_backlog),
 		T(test_batched_invalidations),
 		T(test_sync_heard_revision_dropped),
 		T(test_broker_killed_reconnect),
