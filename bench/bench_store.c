@@ -532,7 +532,7 @@ static void commit_loop(const struct job *j, struct shared *sh, struct wres *w, 
 {
 	shma_conn *c = NULL;
 	shma_array *a = NULL;
-	uint64_t i, last = 0;
+	uint64_t i, top = 0; /* the last commit made */
 	double *d;
 	char go;
 	int err;
@@ -587,12 +587,12 @@ static void commit_loop(const struct job *j, struct shared *sh, struct wres *w, 
 			      shma_conn_error(c));
 			goto out;
 		}
+		top = i;
 		if (!j->count && t1 > sh->deadline_ns)
 			break; /* made, but after the deadline: not counted */
 		if (w->nlat < MAX_LAT)
 			w->lat_ns[w->nlat++] = t1 - t0;
 		w->commits++;
-		last = i;
 	}
 	if (j->broker > 0)
 		w->have_io = w->have_io && bench_proc_io(j->broker, &w->io1);
@@ -600,14 +600,16 @@ static void commit_loop(const struct job *j, struct shared *sh, struct wres *w, 
 		w->mdb1 = file_size(j->mdb);
 	if (j->have_dev)
 		w->have_dev = w->have_dev && dev_written(j->dev, &w->dev1);
-	/* every change committed is in the block the broker holds now */
-	for (i = last > repeat_after(j->blksize) ? last - repeat_after(j->blksize) + 1 : 1;
-	     i <= last; i++) {
+	/* every change committed is in the block the broker holds now (the
+	 * newest ones: older ones' elements were written again; the one made
+	 * after the deadline counts here) */
+	for (i = top > repeat_after(j->blksize) ? top - repeat_after(j->blksize) + 1 : 1;
+	     i <= top; i++) {
 		double got = d[change_pos(j->blksize, j->blk, i)];
 
 		if (got != change_val(j->salt, i)) {
 			WFAIL(w, -EIO, "block %" PRIu64 ": commit %" PRIu64 " of %" PRIu64
-			      " is not in the committed data (%g, want %g)", j->blk, i, last, got,
+			      " is not in the committed data (%g, want %g)", j->blk, i, top, got,
 			      change_val(j->salt, i));
 			break;
 		}
