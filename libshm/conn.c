@@ -592,6 +592,26 @@ const char *shma_conn_error(shma_conn *c)
 	return c->err;
 }
 
+/* The stream dropped messages: learn the broker's newest revision from it. */
+static int ask_head(struct shma_conn *c)
+{
+	json_t *r, *head;
+	int err = conn_call(c, json_pack("{s:s}", "op", "stats"), NULL, 0, &r, NULL, NULL);
+
+	if (err)
+		return err;
+	head = json_object_get(json_object_get(r, "stats"), "head");
+	if (!json_is_integer(head) || json_integer_value(head) < 0) {
+		json_decref(r);
+		return conn_error(c, SHMA_EPROTOCOL, "the broker's stats reply has no head");
+	}
+	if ((uint64_t)json_integer_value(head) > c->heard)
+		c->heard = (uint64_t)json_integer_value(head);
+	c->inv_overflow = false; /* heard is the newest again */
+	json_decref(r);
+	return 0;
+}
+
 int shma_poll(shma_conn *c, uint64_t *newest)
 {
 	int err = conn_enter(c);
@@ -599,8 +619,10 @@ int shma_poll(shma_conn *c, uint64_t *newest)
 	if (err)
 		return err;
 	sub_drain(c);
+	if (c->inv_overflow && c->fd >= 0)
+		err = ask_head(c);
 	*newest = c->heard > c->snap ? c->heard : c->snap;
-	return conn_leave(c, c->fd < 0 ? SHMA_EDISCONNECTED : 0);
+	return conn_leave(c, err ? err : c->fd < 0 ? SHMA_EDISCONNECTED : 0);
 }
 
 void shma_conn_stats(shma_conn *c, struct shma_conn_stats *st)

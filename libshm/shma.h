@@ -379,7 +379,9 @@ bool shma_writable(shma_conn *c);
 const char *shma_conn_error(shma_conn *c);
 
 /* Newest revision heard of through invalidations (>= the snapshot); no round
- * trip.  0 or SHMA_EDISCONNECTED. */
+ * trip, except after the connection missed stream messages because nothing
+ * read them for long (see shma_sync): then it asks the broker's newest.  0,
+ * or an error of that request (SHMA_EDISCONNECTED, ...). */
 int shma_poll(shma_conn *c, uint64_t *newest);
 
 /* Create an array: name (1-200 of [A-Za-z0-9._-/]), dtype a NumPy type
