@@ -408,6 +408,20 @@ static void stream_pair(const char *name, uint64_t nbytes, shma_conn **a, shma_c
 	IT_OK(*a, shma_sync(*a, NULL));
 }
 
+/* Undo stream_pair (and close xb, b's handle of the array, if not NULL),
+ * then stop the broker. */
+static void stream_pair_end(shma_conn **a, shma_conn **b, shma_array **xa, shma_array **sb,
+			    shma_array **xb)
+{
+	shma_close(xa);
+	if (xb)
+		shma_close(xb);
+	shma_close(sb);
+	shma_disconnect(a);
+	shma_disconnect(b);
+	it_stop(&broker);
+}
+
 /* Poll until c has heard of revision rev. */
 static void await_heard(shma_conn *c, uint64_t rev)
 {
@@ -1014,12 +1028,7 @@ static void test_lost_invalidations_resync(void **state)
 	assert_int_equal(s1.resyncs, s0.resyncs);
 	(void)r4;
 
-	shma_close(&xa);
-	shma_close(&xb);
-	shma_close(&sb);
-	shma_disconnect(&a);
-	shma_disconnect(&b);
-	it_stop(&broker);
+	stream_pair_end(&a, &b, &xa, &sb, &xb);
 }
 
 /* A connection that neither syncs nor polls while thousands of batches are
@@ -1072,12 +1081,7 @@ static void test_idle_subscriber_backlog(void **state)
 	assert_int_equal(s0.resyncs, s1.resyncs);
 	assert_int_equal(s0.invalidations - s1.invalidations, 1);
 
-	shma_close(&xa);
-	shma_close(&xb);
-	shma_close(&sb);
-	shma_disconnect(&a);
-	shma_disconnect(&b);
-	it_stop(&broker);
+	stream_pair_end(&a, &b, &xa, &sb, &xb);
 }
 
 /* A commit of a's block 0, byte 0 = v, on a thread of its own. */
@@ -1195,11 +1199,7 @@ static void test_batched_invalidations(void **state)
 
 	for (int i = 0; i < 2; i++)
 		tclient_close(&r[i]);
-	shma_close(&xa);
-	shma_close(&sb);
-	shma_disconnect(&a);
-	shma_disconnect(&b);
-	it_stop(&broker);
+	stream_pair_end(&a, &b, &xa, &sb, NULL);
 }
 
 /* shma_sync without a revision goes to the newest revision heard of; when
@@ -1245,12 +1245,7 @@ static void test_sync_heard_revision_dropped(void **state)
 	assert_int_equal(rev, r);
 	assert_true(blk_is(xa, 4, 5));
 
-	shma_close(&xa);
-	shma_close(&xb);
-	shma_close(&sb);
-	shma_disconnect(&a);
-	shma_disconnect(&b);
-	it_stop(&broker);
+	stream_pair_end(&a, &b, &xa, &sb, &xb);
 }
 
 /* ---- the broker killed and restarted -------------------------------------------------- */
