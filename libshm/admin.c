@@ -127,7 +127,7 @@ int shma_stat(shma_conn *c, const char *name, struct shma_array_stat *out, uint6
 	return conn_leave(c, err);
 }
 
-int shma_broker_stats(shma_conn *c, struct shma_broker_stats *out)
+int conn_broker_stats(struct shma_conn *c, struct shma_broker_stats *out)
 {
 	static const struct {
 		const char *key;
@@ -141,13 +141,10 @@ int shma_broker_stats(shma_conn *c, struct shma_broker_stats *out)
 	};
 	struct shma_broker_stats st = { 0 };
 	json_t *r, *o;
-	int err = conn_enter(c);
+	int err = conn_call(c, json_pack("{s:s}", "op", "stats"), NULL, 0, &r, NULL, NULL);
 
 	if (err)
 		return err;
-	err = conn_call(c, json_pack("{s:s}", "op", "stats"), NULL, 0, &r, NULL, NULL);
-	if (err)
-		return conn_leave(c, err);
 	o = json_object_get(r, "stats");
 	if (!json_is_object(o)) {
 		err = conn_error(c, SHMA_EPROTOCOL, "the broker's stats reply is malformed");
@@ -161,5 +158,14 @@ int shma_broker_stats(shma_conn *c, struct shma_broker_stats *out)
 		*out = st;
 	}
 	json_decref(r);
-	return conn_leave(c, err);
+	return err;
+}
+
+int shma_broker_stats(shma_conn *c, struct shma_broker_stats *out)
+{
+	int err = conn_enter(c);
+
+	if (err)
+		return err;
+	return conn_leave(c, conn_broker_stats(c, out));
 }

@@ -595,20 +595,14 @@ const char *shma_conn_error(shma_conn *c)
 /* The stream dropped messages: learn the broker's newest revision from it. */
 static int ask_head(struct shma_conn *c)
 {
-	json_t *r, *head;
-	int err = conn_call(c, json_pack("{s:s}", "op", "stats"), NULL, 0, &r, NULL, NULL);
+	struct shma_broker_stats st;
+	int err = conn_broker_stats(c, &st);
 
 	if (err)
 		return err;
-	head = json_object_get(json_object_get(r, "stats"), "head");
-	if (!json_is_integer(head) || json_integer_value(head) < 0) {
-		json_decref(r);
-		return conn_error(c, SHMA_EPROTOCOL, "the broker's stats reply has no head");
-	}
-	if ((uint64_t)json_integer_value(head) > c->heard)
-		c->heard = (uint64_t)json_integer_value(head);
+	if (st.head > c->heard)
+		c->heard = st.head;
 	c->inv_overflow = false; /* heard is the newest again */
-	json_decref(r);
 	return 0;
 }
 

@@ -130,6 +130,12 @@ void conn_set_last_error(const char *msg);
 /* Test hook: throw away the next n invalidation messages (to force a gap). */
 void conn_debug_drop_invalidations(struct shma_conn *c, unsigned n);
 
+/* admin.c */
+/* shma_broker_stats inside a call that holds the connection (between
+ * conn_enter and conn_leave): 0 with *out filled (a field the broker left
+ * out is 0), or an error with c->err set. */
+int conn_broker_stats(struct shma_conn *c, struct shma_broker_stats *out);
+
 /* conn_array.c */
 /* Set up an array handle from an open reply (meta + blocks). */
 int array_new(struct shma_conn *c, json_t *meta, json_t *blocks, struct shma_array **out);
