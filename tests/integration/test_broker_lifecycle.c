@@ -2,11 +2,13 @@
  * going (cleanly, abruptly, killed) leave nothing behind; signals stop it
  * cleanly; a second broker on the same configuration refuses to start; a
  * stale socket from a killed broker does not stop a new one; a stuck client
- * does not hold up the others.
+ * does not hold up the others; a test process that dies takes its broker
+ * with it.
  */
 #include "itest.h"
 
 #include <limits.h>
+#include <sys/prctl.h>
 #include <zmq.h>
 
 #include "pub.h"
@@ -27,47 +29,15 @@ static int teardown(void **state)
 
 /* ---- helpers --------------------------------------------------------------- */
 
-/* The broker binary, found as the harness finds it. */
-static void broker_binary(char *out, size_t len)
-{
-	char self[PATH_MAX];
-	ssize_t n;
-
-	if (getenv("SHMA_BROKER")) {
-		snprintf(out, len, "%s", getenv("SHMA_BROKER"));
-		return;
-	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	assert_true(n > 0);
-	self[n] = 0;
-	for (int i = 0; i < 3; i++) {
-		char *slash = strrchr(self, '/');
-
-		assert_non_null(slash);
-		*slash = 0;
-	}
-	assert_true((size_t)snprintf(out, len, "%.*s/shma-broker", (int)(len - 13), self) < len);
-	assert_int_equal(access(out, X_OK), 0);
-}
-
 /* Start another shma-broker on h's configuration; its stderr goes to log. */
 static pid_t spawn_broker(const struct harness *h, const char *log)
 {
-	char bin[PATH_MAX], cfg[400];
+	char cfg[400];
 	pid_t pid;
 
-	broker_binary(bin, sizeof(bin));
 	snprintf(cfg, sizeof(cfg), "%s/broker.json", h->dir);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-		if (fd >= 0)
-			dup2(fd, STDERR_FILENO);
-		execl(bin, "shma-broker", "-c", cfg, (char *)NULL);
-		_exit(127);
-	}
+	pid = harness_spawn(cfg, log);
+	assert_true(pid > 0);
 	return pid;
 }
 
@@ -586,6 +556,60 @@ static void test_stuck_client(void **state)
 	it_stop(&broker);
 }
 
+/* ---- (f) a test that dies ----------------------------------------------------- */
+
+/* A test process killed before it stops its broker leaves no broker
+ * running: the harness ties every broker to the process that started it. */
+static void test_broker_dies_with_test(void **state)
+{
+	struct harness orphan = { .pid = -1 };
+	uint64_t end;
+	pid_t child, r = 0;
+	int fds[2], status = 0;
+
+	(void)state;
+	/* the orphaned broker is re-parented to us: we reap it and see how
+	 * it ended */
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	assert_int_equal(pipe(fds), 0);
+	fflush(stderr);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		struct harness h;
+
+		close(fds[0]);
+		IT_CHECK(harness_start(&h, NULL) == 0);
+		IT_CHECK(write(fds[1], &h, sizeof(h)) == (ssize_t)sizeof(h));
+		raise(SIGKILL); /* a crash: no stop, no cleanup */
+		_exit(1);
+	}
+	close(fds[1]);
+	r = read(fds[0], &orphan, sizeof(orphan));
+	close(fds[0]);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_int_equal(r, (pid_t)sizeof(orphan));
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	assert_true(orphan.pid > 0);
+	extra_pid = orphan.pid; /* the teardown kills it if it lives on */
+
+	for (end = it_now_ms() + 5000; it_now_ms() < end;) {
+		r = waitpid(orphan.pid, &status, WNOHANG);
+		if (r != 0)
+			break;
+		it_sleep_ms(10);
+	}
+	if (r == orphan.pid)
+		extra_pid = -1;
+	orphan.pid = -1;
+	harness_cleanup(&orphan);
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+	if (extra_pid > 0)
+		fail_msg("the broker (pid %d) outlived the test process that started it",
+			 (int)extra_pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
 #define T(fn) cmocka_unit_test_teardown(fn, teardown)
 
 int main(void)
@@ -597,6 +621,7 @@ int main(void)
 		T(test_second_broker_refused),
 		T(test_stale_socket),
 		T(test_stuck_client),
+		T(test_broker_dies_with_test),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -1254,51 +1254,7 @@ static void test_sync_heard_revision_dropped(void **state)
  * socket path), after harness_kill. */
 static void broker_restart(struct harness *h)
 {
-	char bin[PATH_MAX], cfg[400];
-	struct tclient t;
-
-	if (getenv("SHMA_BROKER")) {
-		snprintf(bin, sizeof(bin), "%s", getenv("SHMA_BROKER"));
-	} else {
-		ssize_t n = readlink("/proc/self/exe", bin, sizeof(bin) - 1);
-
-		assert_true(n > 0);
-		bin[n] = 0;
-		for (int i = 0; i < 3; i++) { /* BUILD/tests/integration/x -> BUILD */
-			char *slash = strrchr(bin, '/');
-
-			assert_non_null(slash);
-			*slash = 0;
-		}
-		assert_true(strlen(bin) + 13 < sizeof(bin));
-		strcat(bin, "/shma-broker");
-	}
-	snprintf(cfg, sizeof(cfg), "%s/broker.json", h->dir);
-	fflush(stderr);
-	h->pid = fork();
-	assert_true(h->pid >= 0);
-	if (h->pid == 0) {
-		int fd = open(h->log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-
-		if (fd >= 0)
-			dup2(fd, STDERR_FILENO);
-		execl(bin, "shma-broker", "-c", cfg, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 1000; i++) {
-		int status;
-
-		if (tclient_connect(&t, h->socket) == 0) {
-			tclient_close(&t);
-			return;
-		}
-		if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
-			h->pid = -1;
-			fail_msg("the restarted broker exited (status %d); log %s", status, h->log);
-		}
-		it_sleep_ms(10);
-	}
-	fail_msg("the restarted broker did not come up");
+	assert_int_equal(harness_restart(h), 0);
 }
 
 static void test_broker_killed_reconnect(void **state)

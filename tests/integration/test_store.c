@@ -142,28 +142,6 @@ static void restart(struct harness *h)
 			 h->log);
 }
 
-static void broker_bin(char *out, size_t len)
-{
-	char self[PATH_MAX];
-	ssize_t n;
-
-	if (getenv("SHMA_BROKER")) {
-		snprintf(out, len, "%s", getenv("SHMA_BROKER"));
-		return;
-	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	assert_true(n > 0);
-	self[n] = 0;
-	for (int i = 0; i < 3; i++) { /* BUILD/tests/integration/x -> BUILD */
-		char *slash = strrchr(self, '/');
-
-		assert_non_null(slash);
-		*slash = 0;
-	}
-	if ((size_t)snprintf(out, len, "%s/shma-broker", self) >= len)
-		fail_msg("path too long: %s", self);
-}
-
 /* Bytes [from, end) of a file, NUL-terminated (malloc'd). */
 static char *read_from(const char *path, off_t from)
 {
@@ -190,26 +168,16 @@ static char *read_from(const char *path, off_t from)
  * Returns what it wrote to its log (malloc'd). */
 static char *start_refused(struct harness *h)
 {
-	char bin[PATH_MAX], cfg[400];
+	char cfg[400];
 	off_t logpos = file_size(h->log);
 	uint64_t end = it_now_ms() + 5000;
 	int status = 0;
 	char *said;
 
 	assert_true(h->pid <= 0);
-	broker_bin(bin, sizeof(bin));
 	snprintf(cfg, sizeof(cfg), "%s/broker.json", h->dir);
-	fflush(stderr);
-	refused_pid = fork();
-	assert_true(refused_pid >= 0);
-	if (refused_pid == 0) {
-		int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-		if (fd >= 0)
-			dup2(fd, STDERR_FILENO);
-		execl(bin, "shma-broker", "-c", cfg, (char *)NULL);
-		_exit(127);
-	}
+	refused_pid = harness_spawn(cfg, h->log);
+	assert_true(refused_pid > 0);
 	for (;;) {
 		struct tclient t;
 		pid_t r;

@@ -448,35 +448,11 @@ static uint64_t drain_invalidations(const char *store0)
  * not (in the middle of its recovery, most likely). */
 static void start_and_kill(int ms)
 {
-	char self[PATH_MAX], bin[PATH_MAX + 16], cfg[400];
-	ssize_t n;
+	char cfg[400];
 
-	if (getenv("SHMA_BROKER")) {
-		snprintf(bin, sizeof(bin), "%s", getenv("SHMA_BROKER"));
-	} else {
-		n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-		assert_true(n > 0);
-		self[n] = 0;
-		for (int i = 0; i < 3; i++) { /* BUILD/tests/integration/x -> BUILD */
-			char *slash = strrchr(self, '/');
-
-			assert_non_null(slash);
-			*slash = 0;
-		}
-		snprintf(bin, sizeof(bin), "%s/shma-broker", self);
-	}
 	snprintf(cfg, sizeof(cfg), "%s/broker.json", broker.dir);
-	fflush(stderr);
-	doomed = fork();
-	assert_true(doomed >= 0);
-	if (doomed == 0) {
-		int fd = open(broker.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-		if (fd >= 0)
-			dup2(fd, STDERR_FILENO);
-		execl(bin, "shma-broker", "-c", cfg, (char *)NULL);
-		_exit(127);
-	}
+	doomed = harness_spawn(cfg, broker.log);
+	assert_true(doomed > 0);
 	it_sleep_ms(ms);
 	kill(doomed, SIGKILL);
 	waitpid(doomed, NULL, 0);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -64,28 +65,47 @@ static void rm_rf(const char *dir)
 		fprintf(stderr, "harness: could not remove %s\n", dir);
 }
 
-/* Start the broker on h's configuration and wait until it accepts
- * connections. */
-static int spawn(struct harness *h)
+pid_t harness_spawn(const char *cfg, const char *log)
 {
-	char broker[PATH_MAX], cfgpath[300];
+	char broker[PATH_MAX];
+	pid_t parent = getpid(), pid;
 	int err = broker_path(broker, sizeof(broker));
 
 	if (err) {
 		fprintf(stderr, "harness: shma-broker not found next to the test (set SHMA_BROKER)\n");
 		return err;
 	}
-	snprintf(cfgpath, sizeof(cfgpath), "%s/broker.json", h->dir);
-	h->pid = fork();
-	if (h->pid < 0)
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
 		return -errno;
-	if (h->pid == 0) {
-		int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 
+		/* the test may have died before the tie was made */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(126);
 		if (fd >= 0)
 			dup2(fd, STDERR_FILENO);
-		execl(broker, "shma-broker", "-c", cfgpath, (char *)NULL);
+		execl(broker, "shma-broker", "-c", cfg, (char *)NULL);
 		_exit(127);
+	}
+	return pid;
+}
+
+/* Start the broker on h's configuration and wait until it accepts
+ * connections. */
+static int spawn(struct harness *h)
+{
+	char cfgpath[300];
+
+	snprintf(cfgpath, sizeof(cfgpath), "%s/broker.json", h->dir);
+	h->pid = harness_spawn(cfgpath, h->log);
+	if (h->pid < 0) {
+		int err = h->pid;
+
+		h->pid = -1;
+		return err;
 	}
 	/* ready when the socket accepts a connection */
 	for (int i = 0; i < 1000; i++) {

@@ -6,7 +6,9 @@
  * one, a small pool, debug logging to broker.log), starts build/.../shma-broker on it and waits until its
  * socket accepts connections.  harness_stop() sends SIGTERM, waits (SIGKILL
  * after a timeout), checks the socket file is gone and removes the
- * directory.  Nothing is left behind, nothing uses fixed global paths.
+ * directory.  Nothing is left behind, nothing uses fixed global paths; a
+ * broker dies with the test process that started it, even when that one
+ * crashes (harness_spawn).
  */
 #ifndef SHMA_TEST_HARNESS_H
 #define SHMA_TEST_HARNESS_H
@@ -43,6 +45,13 @@ void harness_kill(struct harness *h);
 int harness_restart(struct harness *h);
 /* Remove the directory (after harness_kill). */
 void harness_cleanup(struct harness *h);
+/* Start a shma-broker (found as harness_start finds it) on the
+ * configuration file cfg, its stderr appended to log, without waiting for
+ * it: its pid, or -errno.  It dies with the calling thread
+ * (PR_SET_PDEATHSIG, SIGKILL), so a test process that crashes or is killed
+ * leaves no broker running: call it from the test's main thread.  Every
+ * broker the harness starts is started this way. */
+pid_t harness_spawn(const char *cfg, const char *log);
 
 /* A raw protocol client. */
 struct tclient {
