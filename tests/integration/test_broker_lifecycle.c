@@ -566,6 +566,7 @@ static void test_broker_dies_with_test(void **state)
 	uint64_t end;
 	pid_t child, r = 0;
 	int fds[2], status = 0;
+	ssize_t got;
 
 	(void)state;
 	/* the orphaned broker is re-parented to us: we reap it and see how
@@ -585,10 +586,10 @@ static void test_broker_dies_with_test(void **state)
 		_exit(1);
 	}
 	close(fds[1]);
-	r = read(fds[0], &orphan, sizeof(orphan));
+	got = read(fds[0], &orphan, sizeof(orphan));
 	close(fds[0]);
 	assert_int_equal(waitpid(child, &status, 0), child);
-	assert_int_equal(r, (pid_t)sizeof(orphan));
+	assert_int_equal(got, (ssize_t)sizeof(orphan));
 	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	assert_true(orphan.pid > 0);
 	extra_pid = orphan.pid; /* the teardown kills it if it lives on */

@@ -1250,13 +1250,6 @@ static void test_sync_heard_revision_dropped(void **state)
 
 /* ---- the broker killed and restarted -------------------------------------------------- */
 
-/* Start a broker again on h's directory and configuration (so on the same
- * socket path), after harness_kill. */
-static void broker_restart(struct harness *h)
-{
-	assert_int_equal(harness_restart(h), 0);
-}
-
 static void test_broker_killed_reconnect(void **state)
 {
 	shma_conn *c;
@@ -1301,7 +1294,7 @@ static void test_broker_killed_reconnect(void **state)
 	assert_true(blk_is(x, 1, 8));
 
 	/* a fresh in-memory broker on the same socket: the array is gone */
-	broker_restart(&broker);
+	assert_int_equal(harness_restart(&broker), 0); /* same socket path */
 	IT_OK(c, shma_reconnect(c));
 	shma_array_info(x, &info);
 	assert_true(info.deleted);
@@ -1382,7 +1375,7 @@ static void test_broker_killed_durable(void **state)
 	p = shma_array_data(x);
 	p[2 * BS] = 1; /* never committed */
 	assert_int_equal(shma_commit(c, NULL), SHMA_EDISCONNECTED);
-	broker_restart(&broker);
+	assert_int_equal(harness_restart(&broker), 0); /* same socket path */
 	IT_OK(c, shma_reconnect(c));
 	shma_array_info(x, &info);
 	assert_false(info.deleted);
