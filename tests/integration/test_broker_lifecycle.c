@@ -29,18 +29,6 @@ static int teardown(void **state)
 
 /* ---- helpers --------------------------------------------------------------- */
 
-/* Start another shma-broker on h's configuration; its stderr goes to log. */
-static pid_t spawn_broker(const struct harness *h, const char *log)
-{
-	char cfg[400];
-	pid_t pid;
-
-	snprintf(cfg, sizeof(cfg), "%s/broker.json", h->dir);
-	pid = harness_spawn(cfg, log);
-	assert_true(pid > 0);
-	return pid;
-}
-
 /* Wait for pid to exit within timeout_ms: its exit status, or -1 if it
  * was killed by a signal, or -2 if it is still running. */
 static int wait_exit(pid_t pid, int timeout_ms)
@@ -398,7 +386,8 @@ static void test_second_broker_refused(void **state)
 	it_commit_ok(&a, "one", 0, 0, 1, 1);
 
 	snprintf(log, sizeof(log), "%s/second.log", broker.dir);
-	extra_pid = spawn_broker(&broker, log);
+	extra_pid = harness_spawn(&broker, log); /* a second broker */
+	assert_true(extra_pid > 0);
 	st = wait_exit(extra_pid, 10000);
 	if (st != 1) {
 		char cmd[500];
@@ -442,7 +431,8 @@ static void test_stale_socket(void **state)
 	assert_true(file_exists(ipc_path(&broker)));
 
 	snprintf(log, sizeof(log), "%s/broker.log", broker.dir);
-	broker.pid = spawn_broker(&broker, log);
+	broker.pid = harness_spawn(&broker, log);
+	assert_true(broker.pid > 0);
 	assert_true(wait_serving(&broker, 10000));
 	it_open_client(&a, &broker);
 	it_create(&a, "st", IT_BLOCK, 0);

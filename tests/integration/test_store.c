@@ -168,15 +168,13 @@ static char *read_from(const char *path, off_t from)
  * Returns what it wrote to its log (malloc'd). */
 static char *start_refused(struct harness *h)
 {
-	char cfg[400];
 	off_t logpos = file_size(h->log);
 	uint64_t end = it_now_ms() + 5000;
 	int status = 0;
 	char *said;
 
 	assert_true(h->pid <= 0);
-	snprintf(cfg, sizeof(cfg), "%s/broker.json", h->dir);
-	refused_pid = harness_spawn(cfg, h->log);
+	refused_pid = harness_spawn(h, h->log);
 	assert_true(refused_pid > 0);
 	for (;;) {
 		struct tclient t;

@@ -448,10 +448,7 @@ static uint64_t drain_invalidations(const char *store0)
  * not (in the middle of its recovery, most likely). */
 static void start_and_kill(int ms)
 {
-	char cfg[400];
-
-	snprintf(cfg, sizeof(cfg), "%s/broker.json", broker.dir);
-	doomed = harness_spawn(cfg, broker.log);
+	doomed = harness_spawn(&broker, broker.log);
 	assert_true(doomed > 0);
 	it_sleep_ms(ms);
 	kill(doomed, SIGKILL);

@@ -65,9 +65,9 @@ static void rm_rf(const char *dir)
 		fprintf(stderr, "harness: could not remove %s\n", dir);
 }
 
-pid_t harness_spawn(const char *cfg, const char *log)
+pid_t harness_spawn(const struct harness *h, const char *log)
 {
-	char broker[PATH_MAX];
+	char broker[PATH_MAX], cfg[300];
 	pid_t parent = getpid(), pid;
 	int err = broker_path(broker, sizeof(broker));
 
@@ -75,6 +75,7 @@ pid_t harness_spawn(const char *cfg, const char *log)
 		fprintf(stderr, "harness: shma-broker not found next to the test (set SHMA_BROKER)\n");
 		return err;
 	}
+	snprintf(cfg, sizeof(cfg), "%s/broker.json", h->dir);
 	fflush(stderr);
 	pid = fork();
 	if (pid < 0)
@@ -97,16 +98,11 @@ pid_t harness_spawn(const char *cfg, const char *log)
  * connections. */
 static int spawn(struct harness *h)
 {
-	char cfgpath[300];
+	pid_t pid = harness_spawn(h, h->log);
 
-	snprintf(cfgpath, sizeof(cfgpath), "%s/broker.json", h->dir);
-	h->pid = harness_spawn(cfgpath, h->log);
-	if (h->pid < 0) {
-		int err = h->pid;
-
-		h->pid = -1;
-		return err;
-	}
+	if (pid < 0)
+		return pid;
+	h->pid = pid;
 	/* ready when the socket accepts a connection */
 	for (int i = 0; i < 1000; i++) {
 		struct tclient c;

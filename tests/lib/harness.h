@@ -45,13 +45,13 @@ void harness_kill(struct harness *h);
 int harness_restart(struct harness *h);
 /* Remove the directory (after harness_kill). */
 void harness_cleanup(struct harness *h);
-/* Start a shma-broker (found as harness_start finds it) on the
- * configuration file cfg, its stderr appended to log, without waiting for
- * it: its pid, or -errno.  It dies with the calling thread
+/* Start a shma-broker (found as harness_start finds it) on h's
+ * configuration, its stderr appended to log, without waiting for it (nor
+ * recording it in h): its pid, or -errno.  It dies with the calling thread
  * (PR_SET_PDEATHSIG, SIGKILL), so a test process that crashes or is killed
  * leaves no broker running: call it from the test's main thread.  Every
  * broker the harness starts is started this way. */
-pid_t harness_spawn(const char *cfg, const char *log);
+pid_t harness_spawn(const struct harness *h, const char *log);
 
 /* A raw protocol client. */
 struct tclient {
