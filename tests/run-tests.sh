@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run every test binary of a build directory; print one summary line.
 #   tests/run-tests.sh BUILD_DIR
+# A passing test prints one line, a failing one its whole output (and its
+# end again before the summary).
 # Environment: SHMA_SAN=asan|ubsan|tsan (sanitizer options), SHMA_VALGRIND=1
 # (unit tests under valgrind memcheck), SHMA_TEST_TIMEOUT (seconds per binary,
 # plus the run time of a stress test), SHMA_STRESS=1 (stress tests run long:
@@ -32,22 +34,31 @@ fi
 passed=0 failed=0 failures=()
 limit=$timeout_s # of the next run
 # Each test's output goes to a file (not a pipe: a process a test leaves
-# behind cannot hold the run up), is shown when it ends, and its end shown
-# again in the summary if it failed, so a long log's tail tells what failed.
+# behind cannot hold the run up).  A failed test's output is shown whole,
+# and its end again in the summary, so that what failed stands out of the
+# deliberate crashes and error messages passing tests print.
 logs=$(mktemp -d "${TMPDIR:-/tmp}/shma-tests.XXXXXX") || exit 1
 trap 'rm -rf "$logs"' EXIT
 log_of() { echo "$logs/${1//\//_}.log"; }
 run() { # name, command...
-	local name=$1 log rc; shift
+	local name=$1 log rc t0 secs; shift
 	log=$(log_of "$name")
-	echo "=== $name"
+	t0=$(date +%s%N)
 	timeout -k 10 "$limit" "$@" > "$log" 2>&1
 	rc=$?
-	cat "$log"
+	secs=$(( ($(date +%s%N) - t0) / 100000000 ))
+	secs="$((secs / 10)).$((secs % 10)) s"
 	if [ "$rc" -eq 0 ]; then
 		passed=$((passed + 1))
+		if [ "${SHMA_TEST_VERBOSE:-}" = 1 ]; then
+			echo "=== $name"
+			cat "$log"
+		fi
+		echo "ok     $name ($secs)"
 	else
-		echo "--- FAILED: $name (exit $rc)"
+		echo "=== $name"
+		cat "$log"
+		echo "--- FAILED: $name (exit $rc$([ "$rc" -eq 124 ] && echo ": timed out"), $secs)"
 		failed=$((failed + 1)); failures+=("$name")
 	fi
 }
