@@ -41,24 +41,22 @@ logs=$(mktemp -d "${TMPDIR:-/tmp}/shma-tests.XXXXXX") || exit 1
 trap 'rm -rf "$logs"' EXIT
 log_of() { echo "$logs/${1//\//_}.log"; }
 run() { # name, command...
-	local name=$1 log rc t0 secs; shift
+	local name=$1 log rc t0 tenths took; shift
 	log=$(log_of "$name")
 	t0=$(date +%s%N)
 	timeout -k 10 "$limit" "$@" > "$log" 2>&1
 	rc=$?
-	secs=$(( ($(date +%s%N) - t0) / 100000000 ))
-	secs="$((secs / 10)).$((secs % 10)) s"
-	if [ "$rc" -eq 0 ]; then
-		passed=$((passed + 1))
-		if [ "${SHMA_TEST_VERBOSE:-}" = 1 ]; then
-			echo "=== $name"
-			cat "$log"
-		fi
-		echo "ok     $name ($secs)"
-	else
+	tenths=$(( ($(date +%s%N) - t0) / 100000000 ))
+	took="$((tenths / 10)).$((tenths % 10)) s"
+	if [ "$rc" -ne 0 ] || [ "${SHMA_TEST_VERBOSE:-}" = 1 ]; then
 		echo "=== $name"
 		cat "$log"
-		echo "--- FAILED: $name (exit $rc$([ "$rc" -eq 124 ] && echo ": timed out"), $secs)"
+	fi
+	if [ "$rc" -eq 0 ]; then
+		passed=$((passed + 1))
+		echo "ok     $name ($took)"
+	else
+		echo "--- FAILED: $name (exit $rc$([ "$rc" -eq 124 ] && echo ": timed out"), $took)"
 		failed=$((failed + 1)); failures+=("$name")
 	fi
 }
