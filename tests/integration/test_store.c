@@ -37,7 +37,6 @@
 #include "itest.h"
 
 #include <inttypes.h>
-#include <limits.h>
 #include <lmdb.h>
 #include <sys/resource.h>
 

@@ -41,7 +41,6 @@
 #include <stdatomic.h>
 #include <sys/prctl.h>
 
-#include <limits.h>
 #include <zmq.h>
 
 #include "shma.h"
