@@ -61,6 +61,8 @@ BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 # What the benchmarks share (bench/common.c: not a benchmark itself).
 BENCH_OBJ := $(BUILD)/bench/common.o
+# A slower disk for bench_store's broker (bench/sync_delay.c, preloaded).
+BENCH_PRELOAD := $(BUILD)/bench/sync_delay.so
 # The broker: every module but main.c goes into libbroker.a, which unit tests
 # link too; the default configuration is compiled in from config/broker.json.
 BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c))
@@ -85,7 +87,7 @@ all: lib programs tests benches
 lib: $(BUILD)/libshm.a $(BUILD)/libshm.so
 programs: $(PROGRAMS)
 tests: programs $(UNIT_BIN) $(INTEG_BIN) $(STRESS_BIN) $(CRASH_BIN)
-benches: $(BENCH_BIN)
+benches: $(BENCH_BIN) $(BENCH_PRELOAD)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -146,6 +148,11 @@ $(BUILD)/tests/crash/%: $(BUILD)/tests/crash/%.o $(TEST_LIBS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCH_OBJ) $(HARNESS_OBJ) $(TEST_LIBS)
 	$(CC) $(SAN_LDFLAGS) -o $@ $< $(BENCH_OBJ) $(HARNESS_OBJ) $(TEST_LIBS) $(DEP_LIBS) $(LDLIBS) -lm
+
+# Never with a sanitizer: its runtime must come first among preloaded libraries.
+$(BENCH_PRELOAD): bench/sync_delay.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -fPIC -shared $(WARN) $(CFLAGS) -o $@ $< -ldl
 
 # --- tests -------------------------------------------------------------------
 
