@@ -337,6 +337,12 @@ static void find_fs(struct bench *b, const char *dir)
 	}
 }
 
+/* Where the brokers' directories, and this program's, go. */
+static const char *tmp_dir(void)
+{
+	return getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+}
+
 /* ---- brokers ----------------------------------------------------------------- */
 
 /* harness_start, with sync_delay.so preloaded into the broker when
@@ -345,11 +351,12 @@ static void find_fs(struct bench *b, const char *dir)
 static int preload_start(struct bench *b, const char *cfg)
 {
 	const char *old = getenv("LD_PRELOAD");
-	char *saved = old ? strdup(old) : NULL, us[24], list[PATH_MAX + 256];
+	char *saved, us[24], list[PATH_MAX + 256];
 	int err;
 
 	if (b->delay_us < 0)
 		return harness_start(&b->h, cfg);
+	saved = old ? strdup(old) : NULL;
 	if (old && !saved)
 		return -ENOMEM;
 	snprintf(us, sizeof(us), "%ld", b->delay_us);
@@ -439,7 +446,7 @@ static int create_array(struct bench *b, const char *name, uint64_t elems, size_
  * for reading with LMDB once the broker is gone (which removes its own). */
 static int keep_store(struct bench *b)
 {
-	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	const char *tmp = tmp_dir();
 	char path[400];
 
 	snprintf(b->kept, sizeof(b->kept), "%s/bench_store-XXXXXX", tmp);
@@ -1088,7 +1095,7 @@ static int time_syncs(int fd, int dfd, const char *page, double *us)
  * own there: alone, and as LMDB's commit does it (then its meta page). */
 static int disk_sync_cost(double *sync_us, double *pair_us)
 {
-	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	const char *tmp = tmp_dir();
 	char dir[300], path[320], page[PAGE];
 	int fd = -1, dfd = -1, ret = -1;
 
@@ -1202,17 +1209,12 @@ static bool parse_delays(const char *arg, struct bench *b)
 /* sync_delay.so, next to this program. */
 static int find_preload(struct bench *b)
 {
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	char *slash;
+	char dir[PATH_MAX];
+	int err = harness_exe_dir(dir, sizeof(dir));
 
-	if (n < 0)
-		return bench_sys_fail("readlink /proc/self/exe");
-	self[n] = 0;
-	slash = strrchr(self, '/');
-	if (slash)
-		*slash = 0;
-	if ((size_t)snprintf(b->preload, sizeof(b->preload), "%s/" PRELOAD, self) >=
+	if (err)
+		return bench_err_fail("the directory of bench_store", err);
+	if ((size_t)snprintf(b->preload, sizeof(b->preload), "%s/" PRELOAD, dir) >=
 	    sizeof(b->preload))
 		return bench_fail("the path of %s is too long", PRELOAD);
 	if (access(b->preload, R_OK) != 0)
@@ -1376,7 +1378,7 @@ static int store_size(struct bench *b)
 /* Where the brokers' data directories go, and what it is. */
 static int describe_fs(struct bench *b)
 {
-	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	const char *tmp = tmp_dir();
 
 	find_fs(b, tmp);
 	printf("data directories under %s: %s on %s\n", tmp, b->fstype, b->fsdev);

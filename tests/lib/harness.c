@@ -26,30 +26,47 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-static int broker_path(char *out, size_t len)
+int harness_exe_dir(char *out, size_t len)
 {
 	char self[PATH_MAX];
-	ssize_t n;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	char *slash;
+
+	if (n < 0)
+		return -errno;
+	self[n] = 0;
+	slash = strrchr(self, '/');
+	if (!slash)
+		return -ENOENT;
+	*slash = 0;
+	if ((size_t)snprintf(out, len, "%s", self) >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static int broker_path(char *out, size_t len)
+{
+	char dir[PATH_MAX];
+	char *slash;
+	int err;
 
 	if (getenv("SHMA_BROKER")) {
 		snprintf(out, len, "%s", getenv("SHMA_BROKER"));
 		return 0;
 	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n < 0)
-		return -errno;
-	self[n] = 0;
+	err = harness_exe_dir(dir, sizeof(dir));
+	if (err)
+		return err;
 	/* BUILD/tests/<kind>/binary or BUILD/bench/binary -> BUILD/shma-broker:
 	 * the nearest directory above that has one */
-	for (int i = 0; i < 3; i++) {
-		slash = strrchr(self, '/');
+	for (int i = 0; i < 2; i++) {
+		slash = strrchr(dir, '/');
 		if (!slash)
 			return -ENOENT;
 		*slash = 0;
-		if ((size_t)snprintf(out, len, "%s/shma-broker", self) >= len)
+		if ((size_t)snprintf(out, len, "%s/shma-broker", dir) >= len)
 			return -ENAMETOOLONG;
-		if (i > 0 && access(out, X_OK) == 0)
+		if (access(out, X_OK) == 0)
 			return 0;
 	}
 	return -ENOENT;

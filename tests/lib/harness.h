@@ -52,6 +52,8 @@ void harness_cleanup(struct harness *h);
  * leaves no broker running: call it from the test's main thread.  Every
  * broker the harness starts is started this way. */
 pid_t harness_spawn(const struct harness *h, const char *log);
+/* The directory of the running program, in out: 0 or -errno. */
+int harness_exe_dir(char *out, size_t len);
 
 /* A raw protocol client. */
 struct tclient {
