@@ -943,6 +943,7 @@ static int rate_run(struct bench *b, int mode, unsigned n, size_t blksize, struc
 	double cpu0, cpu1, clients0;
 	bool have_idle;
 	size_t nlat = 0;
+	char label[32];
 
 	memset(out, 0, sizeof(*out));
 	if (broker_up(b, mode_name[mode], RET_RATE) ||
@@ -982,16 +983,12 @@ static int rate_run(struct bench *b, int mode, unsigned n, size_t blksize, struc
 	out->med_us = quantile_us(lat, nlat, 0.5);
 	out->p99_us = quantile_us(lat, nlat, 0.99);
 	free(lat);
-	if (b->delay_us >= 0) {
-		char label[32];
-
+	if (b->delay_us >= 0) /* part 1b: "sync+100" */
 		snprintf(label, sizeof(label), "%s+%ld", mode_name[mode], b->delay_us);
-		printf("%-8s", label);
-	} else {
-		printf("%-8s", mode_name[mode]);
-	}
-	printf(" %5zu %4u %8" PRIu64 " %9.0f %9.0f %9.0f", blksize >> 10, n, out->commits,
-	       out->per_s, out->med_us, out->p99_us);
+	else
+		snprintf(label, sizeof(label), "%s", mode_name[mode]);
+	printf("%-8s %5zu %4u %8" PRIu64 " %9.0f %9.0f %9.0f", label, blksize >> 10, n,
+	       out->commits, out->per_s, out->med_us, out->p99_us);
 	if (out->per_txn > 0)
 		printf(" %8.2f", out->per_txn);
 	else
